@@ -1,0 +1,10 @@
+//! Shared helpers for the integration tests: a real `redis-server` on a free port, temporary
+//! working directories and a builder that runs the real `runbook` binary.
+
+#![allow(dead_code)]
+
+pub mod redis_server;
+pub mod cmd;
+
+pub use cmd::{Outcome, Runbook};
+pub use redis_server::RedisServer;
