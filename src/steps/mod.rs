@@ -1,5 +1,65 @@
-//! Step kinds. Each kind lives in one file: what it accepts in the runbook and how it runs.
+//! Step kinds. Each kind lives in one file: how it runs and how its result is checked. The engine
+//! calls `execute` with a rendered `Work` and gets a `StepResult` back.
 
+pub mod command;
 pub mod flush;
 pub mod measure;
+pub mod output;
 pub mod watch;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::journal::Outcome;
+use crate::plan::Work;
+use crate::runbook::Expect;
+use crate::secret::Masker;
+use crate::ui::Ui;
+
+/// What a step needs from the run around it.
+pub struct StepContext<'a> {
+    pub ui: &'a Ui,
+    pub masker: &'a Masker,
+    /// Secret values, as environment variables for the step's commands.
+    pub env: &'a [(String, String)],
+    pub interrupt: &'static AtomicBool,
+    pub log_path: &'a Path,
+    /// Stream output to the terminal as well as the log.
+    pub echo: bool,
+}
+
+#[derive(Debug)]
+pub struct StepResult {
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub duration: Duration,
+    /// What was expected and what happened, in words.
+    pub check: String,
+    pub output_tail: String,
+    /// Kind-specific figures for the journal and the report (flush counts, metrics...).
+    pub details: Option<serde_json::Value>,
+}
+
+/// Run one step's work (or a rollback, which expects exit 0).
+pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<StepResult> {
+    match work {
+        Work::Shell { run, cwd, timeout_ms } => {
+            command::run(run, cwd.as_deref(), *timeout_ms, expect, ctx)
+        }
+        Work::Manual { .. } => bail!("a manual step is done by the operator, not executed"),
+        other => bail!("{} steps are not available in this build", kind_name(other)),
+    }
+}
+
+fn kind_name(work: &Work) -> &'static str {
+    match work {
+        Work::Shell { .. } => "shell",
+        Work::Manual { .. } => "manual",
+        Work::Flush { .. } | Work::Restore { .. } => "flush",
+        Work::Watch { .. } => "watch",
+        Work::Measure { .. } => "measure",
+    }
+}

@@ -1,0 +1,180 @@
+//! `history`, `show` and `logs`: what happened, read from the journals alone.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::engine::code;
+use crate::journal::{Event, RunState, StepStatus, Store};
+use crate::plan::find_step;
+use crate::ui::Ui;
+
+pub fn history(store: &Store, json: bool, limit: usize) -> Result<i32> {
+    let mut runs = Vec::new();
+    let mut unreadable = Vec::new();
+    for id in store.run_ids()?.into_iter().take(limit) {
+        match crate::journal::reader::read(&store.runs_dir().join(&id)) {
+            Ok(state) => runs.push(state),
+            Err(e) => unreadable.push(format!("{id}: {e:#}")),
+        }
+    }
+    if json {
+        let list: Vec<_> = runs.iter().map(summary_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if runs.is_empty() {
+        println!("no runs yet in {}", store.runs_dir().display());
+    } else {
+        for run in &runs {
+            println!("{}", summary_line(run));
+        }
+    }
+    for problem in unreadable {
+        eprintln!("warning: cannot read run {problem}");
+    }
+    Ok(code::OK)
+}
+
+fn counts(run: &RunState) -> (usize, usize) {
+    let done = run.steps.values().filter(|s| s.status == StepStatus::Succeeded).count();
+    (done, run.steps.len())
+}
+
+fn summary_json(run: &RunState) -> serde_json::Value {
+    let (done, total) = counts(run);
+    json!({
+        "id": run.id,
+        "runbook": run.started.name,
+        "path": run.started.runbook,
+        "hash": run.started.hash,
+        "command": run.started.command,
+        "env": run.started.env,
+        "operator": run.started.operator,
+        "host": run.started.host,
+        "reason": run.started.reason,
+        "started_at": run.started_at,
+        "last_event_at": run.last_at,
+        "status": run.finished.map(|(s, _)| serde_json::to_value(s).unwrap_or_default()),
+        "status_label": run.status_label(),
+        "exit_code": run.finished.map(|(_, c)| c),
+        "steps_succeeded": done,
+        "steps_total": total,
+    })
+}
+
+fn summary_line(run: &RunState) -> String {
+    let (done, total) = counts(run);
+    let env = run.started.env.as_deref().unwrap_or("-");
+    format!(
+        "{}  {:<28} {:<10} {:<10} {done}/{total} ok  {}  by {}",
+        run.id,
+        run.status_label(),
+        run.started.name,
+        env,
+        run.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+        run.started.operator
+    )
+}
+
+pub fn show(store: &Store, wanted: &str, json: bool) -> Result<i32> {
+    let run = store.find(wanted)?;
+    if json {
+        let steps: Vec<_> = run.steps.values().collect();
+        let mut out = summary_json(&run);
+        out["steps"] = serde_json::to_value(&steps)?;
+        out["vars"] = serde_json::to_value(&run.started.vars)?;
+        out["events"] = serde_json::to_value(&run.records)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(code::OK);
+    }
+    print_run(&run);
+    Ok(code::OK)
+}
+
+fn print_run(run: &RunState) {
+    let ui = Ui::new();
+    let s = &run.started;
+    println!("{}  {}", ui.bold(&run.id), run.status_label());
+    println!("runbook  {} ({}, sha256 {})", s.name, s.runbook, &s.hash[..12.min(s.hash.len())]);
+    println!("env      {}", s.env.as_deref().unwrap_or("-"));
+    println!("operator {} on {}", s.operator, s.host);
+    println!("reason   {}", s.reason.as_deref().unwrap_or("-"));
+    println!("started  {}   last event {}", run.started_at.to_rfc3339(), run.last_at.to_rfc3339());
+    if run.torn_line {
+        println!(
+            "{}",
+            ui.warn(
+                "note: the journal's last line was torn (a crash while writing); it was ignored"
+            )
+        );
+    }
+    println!();
+    for info in &s.steps {
+        let Some(step) = run.steps.get(&info.number) else { continue };
+        let status = format!("{:?}", step.status).to_lowercase();
+        println!("{:>3}. {:<40} {:<14} {}", info.number, info.title, status, step.check);
+        if let Some(rb) = &step.rollback_check {
+            println!("     rollback: {rb}");
+        }
+        if let Some(note) = &step.note {
+            println!("     {note}");
+        }
+    }
+    let prompts: Vec<String> = run
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Prompt { question, answer, .. } => Some(format!("  {question} -> {answer}")),
+            _ => None,
+        })
+        .collect();
+    if !prompts.is_empty() {
+        println!("\nanswers at prompts:");
+        for p in prompts {
+            println!("{p}");
+        }
+    }
+}
+
+pub fn logs(store: &Store, wanted: &str, step: Option<&str>, json: bool) -> Result<i32> {
+    let run = store.find(wanted)?;
+    let infos = &run.started.steps;
+    let chosen: Vec<usize> = match step {
+        Some(s) => {
+            let i = find_step(infos.iter().map(|i| (i.number, i.id.as_deref())), s)?;
+            vec![infos[i].number]
+        }
+        None => infos.iter().map(|i| i.number).collect(),
+    };
+    let mut files = Vec::new();
+    for n in chosen {
+        let mut names: Vec<_> = std::fs::read_dir(run.dir.join("logs"))
+            .with_context(|| format!("cannot list the logs of run {}", run.id))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&format!("{n:02}-")))
+            .collect();
+        names.sort();
+        files.extend(names.into_iter().map(|name| (n, name)));
+    }
+    if json {
+        let list: Result<Vec<_>> = files
+            .iter()
+            .map(|(n, name)| {
+                let text = std::fs::read(run.dir.join("logs").join(name))?;
+                Ok(json!({"step": n, "log": name, "output": String::from_utf8_lossy(&text)}))
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list?)?);
+        return Ok(code::OK);
+    }
+    for (n, name) in files {
+        println!("==> step {n} {} ({name}) <==", run.step_title(n));
+        let mut file = std::fs::File::open(run.dir.join("logs").join(&name))?;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = std::io::copy(&mut file, &mut out)
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(e.into());
+        }
+    }
+    Ok(code::OK)
+}

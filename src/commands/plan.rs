@@ -1,0 +1,85 @@
+//! `runbook plan FILE`: the steps as they would run, with the rollbacks a failure at each step
+//! would trigger. Runs nothing and reads no secret.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::cli::Target;
+use crate::plan::{Context, Plan, PlannedStep};
+use crate::runbook::load;
+use crate::ui::Ui;
+
+pub fn run(file: &Path, target: &Target) -> Result<i32> {
+    let rb = load(file)?;
+    let operator = std::env::var("RUNBOOK_OPERATOR").unwrap_or_else(|_| crate::operator());
+    let plan = Plan::build(
+        &rb,
+        Context {
+            env: target.env.as_deref(),
+            overrides: &target.vars,
+            run_id: "<run_id>".into(),
+            run_dir: PathBuf::from("<run_dir>"),
+            operator,
+            ask_secret: None,
+            dry: true,
+        },
+    )?;
+    print_plan(&plan, &rb.description);
+    Ok(crate::engine::code::OK)
+}
+
+fn print_plan(plan: &Plan, description: &str) {
+    let ui = Ui::new();
+    let env = plan.env.as_deref().map_or(String::new(), |e| format!(", env {e}"));
+    println!(
+        "{}  ({}{env}, sha256 {})",
+        ui.bold(&plan.name),
+        plan.path.display(),
+        &plan.hash[..12]
+    );
+    if !description.is_empty() {
+        println!("{description}");
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        println!();
+        print_step(&ui, plan, step);
+        println!("   on failure here: {}", rollback_sequence(&plan.steps[..=i]));
+    }
+}
+
+fn print_step(ui: &Ui, plan: &Plan, step: &PlannedStep) {
+    let id = step.id.as_deref().map_or(String::new(), |id| format!(" ({id})"));
+    let head = format!("{}. {}{id}", step.number, step.title);
+    println!("{}  [{}] owner: {}", ui.bold(&head), step.kind.name(), step.owner);
+    if let Some(why) = &step.excluded {
+        println!("   skipped in this environment: {why}");
+    }
+    println!("   do:       {}", plan.masker.mask(&step.work.summary()));
+    let expect = step.expect_text();
+    if !expect.is_empty() {
+        println!("   expect:   {expect}");
+    }
+    if step.retries > 0 {
+        println!("   retries:  {}", step.retries);
+    }
+    match (&step.rollback, &step.irreversible) {
+        (Some(w), _) => println!("   rollback: {}", plan.masker.mask(&w.summary())),
+        (None, Some(why)) => println!("   rollback: none, irreversible: {why}"),
+        (None, None) => println!("   rollback: none (changes nothing)"),
+    }
+}
+
+/// The rollbacks a failure at the last of `steps` triggers: its own first, then the earlier
+/// ones, newest first.
+fn rollback_sequence(steps: &[PlannedStep]) -> String {
+    let mut parts = Vec::new();
+    for s in steps.iter().rev().filter(|s| s.excluded.is_none()) {
+        match (&s.rollback, &s.irreversible) {
+            (Some(_), _) => parts.push(format!("roll back {}", s.number)),
+            (None, Some(_)) => parts.push(format!("{} stays (irreversible)", s.number)),
+            (None, None) => {}
+        }
+    }
+    if parts.is_empty() { "nothing to roll back".into() } else { parts.join(", ") }
+}

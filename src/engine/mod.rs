@@ -1,0 +1,500 @@
+//! The run state machine: each step is shown, confirmed, run, checked and journalled; a failure
+//! leads to retry, rollback, skip or abort; a rollback undoes the failed step and then every
+//! applied step, newest first. Every event is on disk before the run goes on.
+
+pub mod operator;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::journal::{Event, Outcome, RunStatus, Writer};
+use crate::plan::{Plan, PlannedStep, Work};
+use crate::runbook::{Expect, Kind};
+use crate::signals;
+use crate::steps::{self, StepContext, StepResult};
+use crate::ui::Ui;
+use operator::{ABORT, Answer, Choice, DONE, LEAVE, NO, Operator, RETRY, ROLLBACK, RUN, SKIP, YES};
+
+/// Exit codes, documented in the README.
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const ROLLED_BACK: i32 = 3;
+    pub const ROLLBACK_FAILED: i32 = 4;
+    pub const REFUSED: i32 = 5;
+    pub const ABORTED: i32 = 6;
+    pub const USAGE: i32 = 64;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub code: i32,
+}
+
+enum Next {
+    Continue,
+    Stop(RunEnd),
+}
+
+pub struct Engine<'a> {
+    plan: &'a Plan,
+    journal: Writer,
+    ui: &'a Ui,
+    operator: &'a mut dyn Operator,
+    yes: bool,
+    /// Indices of steps that ran (their change may be in place), in the order they ran.
+    applied: Vec<usize>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        journal: Writer,
+        ui: &'a Ui,
+        operator: &'a mut dyn Operator,
+        yes: bool,
+    ) -> Engine<'a> {
+        Engine { plan, journal, ui, operator, yes, applied: Vec::new() }
+    }
+
+    /// Run the steps in `range` (indices into the plan) and record how the run ended.
+    pub fn run(&mut self, range: Range<usize>) -> Result<RunEnd> {
+        for idx in range {
+            if let Next::Stop(end) = self.step(idx)? {
+                return self.finish(end);
+            }
+        }
+        self.finish(RunEnd { status: RunStatus::Succeeded, code: code::OK })
+    }
+
+    fn total(&self) -> usize {
+        self.plan.steps.len()
+    }
+
+    fn step(&mut self, idx: usize) -> Result<Next> {
+        let plan = self.plan;
+        let step = &plan.steps[idx];
+        if let Some(why) = &step.excluded {
+            self.say_dim(&format!(
+                "- step {}/{} {}: not in this environment ({why})",
+                step.number,
+                self.total(),
+                step.title
+            ));
+            self.journal.append(Event::StepSkipped { step: step.number, reason: why.clone() })?;
+            return Ok(Next::Continue);
+        }
+        self.show_card(step);
+        if !self.yes {
+            match self.ask(
+                Some(step.number),
+                &format!("Run step {}?", step.number),
+                &[RUN, SKIP, ABORT],
+            )? {
+                Answer::Chose(RUN) => {}
+                Answer::Chose(SKIP) => {
+                    let reason = "skipped by the operator".to_string();
+                    self.journal.append(Event::StepSkipped { step: step.number, reason })?;
+                    return Ok(Next::Continue);
+                }
+                Answer::Interrupted => return Ok(Next::Stop(self.interrupted(None)?)),
+                Answer::Chose(_) => return Ok(Next::Stop(self.abort()?)),
+            }
+        }
+        if let Work::Manual { instructions } = &step.work {
+            return self.manual(idx, instructions);
+        }
+        self.attempts(idx)
+    }
+
+    /// Run a step until it passes, its retries are spent, or the operator decides.
+    fn attempts(&mut self, idx: usize) -> Result<Next> {
+        let plan = self.plan;
+        let step = &plan.steps[idx];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.execute(step, attempt)?;
+            let result = self.confirm_note(step, result)?;
+            self.record_finish(step, attempt, &result)?;
+            match result.outcome {
+                Outcome::Ok => {
+                    self.applied.push(idx);
+                    return Ok(Next::Continue);
+                }
+                Outcome::Interrupted => {
+                    self.applied.push(idx);
+                    return Ok(Next::Stop(self.interrupted(Some(step.number))?));
+                }
+                Outcome::Failed | Outcome::TimedOut => {}
+            }
+            if attempt <= step.retries {
+                self.say(&self.ui.warn(&format!(
+                    "  retrying step {} (retry {attempt} of {})",
+                    step.number, step.retries
+                )));
+                continue;
+            }
+            match self.after_failure(step)? {
+                Answer::Chose(RETRY) => continue,
+                Answer::Chose(SKIP) => return Ok(Next::Continue),
+                Answer::Chose(ROLLBACK) => {
+                    let reason = format!("step {} failed: {}", step.number, result.check);
+                    return Ok(Next::Stop(self.rollback(Some(idx), &reason)?));
+                }
+                Answer::Interrupted => {
+                    self.applied.push(idx);
+                    return Ok(Next::Stop(self.interrupted(Some(step.number))?));
+                }
+                Answer::Chose(_) => {
+                    self.applied.push(idx);
+                    return Ok(Next::Stop(self.abort()?));
+                }
+            }
+        }
+    }
+
+    fn after_failure(&mut self, step: &PlannedStep) -> Result<Answer> {
+        if self.yes {
+            self.say(&format!("  --yes: rolling back after step {} failed", step.number));
+            return Ok(Answer::Chose(ROLLBACK));
+        }
+        let q = format!("Step {} failed. What now?", step.number);
+        self.ask(Some(step.number), &q, &[RETRY, ROLLBACK, SKIP, ABORT])
+    }
+
+    /// Where `expect` is only a note, the operator says whether they saw it.
+    fn confirm_note(&mut self, step: &PlannedStep, mut result: StepResult) -> Result<StepResult> {
+        let note_only = step.expect.stdout.is_none() && step.expect.note.is_some();
+        if result.outcome != Outcome::Ok || !note_only || !matches!(step.work, Work::Shell { .. }) {
+            return Ok(result);
+        }
+        let note = step.expect.note.clone().unwrap_or_default();
+        if self.yes {
+            result.check.push_str(&format!("; not confirmed by a person (--yes): {note}"));
+            return Ok(result);
+        }
+        match self.ask(
+            Some(step.number),
+            &format!("Expected: {note}. Did you see it?"),
+            &[YES, NO],
+        )? {
+            Answer::Chose(YES) => result.check.push_str(&format!("; operator confirmed: {note}")),
+            Answer::Interrupted => result.outcome = Outcome::Interrupted,
+            _ => {
+                result.outcome = Outcome::Failed;
+                result.check.push_str(&format!("; operator did not see: {note}"));
+            }
+        }
+        Ok(result)
+    }
+
+    fn manual(&mut self, idx: usize, instructions: &str) -> Result<Next> {
+        let plan = self.plan;
+        let step = &plan.steps[idx];
+        let started = std::time::Instant::now();
+        self.journal.append(Event::StepStarted {
+            step: step.number,
+            attempt: 1,
+            work: step.work.for_journal(&self.plan.masker),
+            rollback: step.rollback.as_ref().map(|w| w.for_journal(&self.plan.masker)),
+            log: String::new(),
+        })?;
+        self.say(&format!("  {}", self.ui.bold("Do this by hand:")));
+        for line in self.plan.masker.mask(instructions).lines() {
+            self.say(&format!("    {line}"));
+        }
+        let answer = self.ask(Some(step.number), "When it is done, type done", &[DONE, ABORT])?;
+        let (outcome, check) = match answer {
+            Answer::Chose(DONE) => (Outcome::Ok, "operator said done".to_string()),
+            Answer::Interrupted => (Outcome::Interrupted, "interrupted at the prompt".to_string()),
+            Answer::Chose(_) => (Outcome::Failed, "operator aborted".to_string()),
+        };
+        let result = StepResult {
+            outcome,
+            exit_code: None,
+            duration: started.elapsed(),
+            check,
+            output_tail: String::new(),
+            details: None,
+        };
+        self.record_finish(step, 1, &result)?;
+        match outcome {
+            Outcome::Ok => {
+                self.applied.push(idx);
+                Ok(Next::Continue)
+            }
+            Outcome::Interrupted => Ok(Next::Stop(self.interrupted(Some(step.number))?)),
+            _ => Ok(Next::Stop(self.abort()?)),
+        }
+    }
+
+    fn log_path(&self, step: usize, what: &str) -> (PathBuf, String) {
+        let name = format!("logs/{step:02}-{what}.log");
+        (self.plan.run_dir.join(&name), name)
+    }
+
+    /// Journal the start, run the work, show the result. The finish is journalled by the caller
+    /// once any confirmation is in.
+    fn execute(&mut self, step: &PlannedStep, attempt: u32) -> Result<StepResult> {
+        let what = if attempt == 1 { "run".to_string() } else { format!("run{attempt}") };
+        let (log_path, log) = self.log_path(step.number, &what);
+        self.journal.append(Event::StepStarted {
+            step: step.number,
+            attempt,
+            work: step.work.for_journal(&self.plan.masker),
+            rollback: step.rollback.as_ref().map(|w| w.for_journal(&self.plan.masker)),
+            log,
+        })?;
+        let label = format!("step {}/{} {}", step.number, self.total(), step.title);
+        let result = self.run_work(&step.work, &step.expect, &log_path, &label);
+        let result = result.unwrap_or_else(|e| failed_to_start(&e));
+        self.show_result(step, &result);
+        Ok(result)
+    }
+
+    fn run_work(
+        &self,
+        work: &Work,
+        expect: &Expect,
+        log: &std::path::Path,
+        label: &str,
+    ) -> Result<StepResult> {
+        let ctx = StepContext {
+            ui: self.ui,
+            masker: &self.plan.masker,
+            env: &self.plan.secret_env,
+            interrupt: &signals::INTERRUPTED,
+            log_path: log,
+            echo: true,
+        };
+        self.ui.start_spinner(label);
+        let result = steps::execute(work, expect, &ctx);
+        self.ui.finish_spinner();
+        result
+    }
+
+    fn record_finish(&mut self, step: &PlannedStep, attempt: u32, r: &StepResult) -> Result<()> {
+        self.journal.append(Event::StepFinished {
+            step: step.number,
+            attempt,
+            outcome: r.outcome,
+            exit_code: r.exit_code,
+            duration_ms: r.duration.as_millis() as u64,
+            check: self.plan.masker.mask(&r.check).into_owned(),
+            output_tail: r.output_tail.clone(),
+            details: r.details.clone(),
+        })
+    }
+
+    /// Undo the failed step (it may have partly applied), then every applied step, newest first.
+    fn rollback(&mut self, failed: Option<usize>, reason: &str) -> Result<RunEnd> {
+        let mut order: Vec<usize> = failed.into_iter().collect();
+        order.extend(self.applied.iter().rev().filter(|i| Some(**i) != failed));
+        self.say(&self.ui.warn(&format!("Rolling back: {reason}")));
+        let mut kept = Vec::new();
+        for (pos, &idx) in order.iter().enumerate() {
+            let plan = self.plan;
+            let step = &plan.steps[idx];
+            let Some(work) = step.rollback.clone() else {
+                if let Some(why) = &step.irreversible {
+                    self.say(
+                        &self.ui.warn(&format!("  step {} cannot be undone: {why}", step.number)),
+                    );
+                    kept.push(idx);
+                }
+                continue;
+            };
+            if !self.rollback_one(step, &work, reason)? {
+                kept.extend(order[pos..].iter().copied());
+                self.applied = kept;
+                self.explain_stuck();
+                return Ok(RunEnd {
+                    status: RunStatus::RollbackFailed,
+                    code: code::ROLLBACK_FAILED,
+                });
+            }
+        }
+        self.applied = kept;
+        Ok(RunEnd { status: RunStatus::RolledBack, code: code::ROLLED_BACK })
+    }
+
+    fn rollback_one(&mut self, step: &PlannedStep, work: &Work, reason: &str) -> Result<bool> {
+        let (log_path, log) = self.log_path(step.number, "rollback");
+        self.journal.append(Event::RollbackStarted {
+            step: step.number,
+            reason: self.plan.masker.mask(reason).into_owned(),
+            work: work.for_journal(&self.plan.masker),
+            log,
+        })?;
+        self.say(&format!(
+            "  ↩ step {} {}: {}",
+            step.number,
+            step.title,
+            self.plan.masker.mask(&work.summary())
+        ));
+        let label = format!("rollback of step {}", step.number);
+        let result = self
+            .run_work(work, &Expect::default(), &log_path, &label)
+            .unwrap_or_else(|e| failed_to_start(&e));
+        let ok = result.outcome == Outcome::Ok;
+        self.journal.append(Event::RollbackFinished {
+            step: step.number,
+            ok,
+            exit_code: result.exit_code,
+            duration_ms: result.duration.as_millis() as u64,
+            check: self.plan.masker.mask(&result.check).into_owned(),
+            details: result.details.clone(),
+        })?;
+        let mark = if ok {
+            self.ui.good("  ✓ rolled back")
+        } else {
+            self.ui.bad("  ✗ ROLLBACK FAILED")
+        };
+        self.say(&format!("{mark} step {} ({})", step.number, result.check));
+        Ok(ok)
+    }
+
+    /// A rollback failed: say plainly what is still applied and what to run by hand.
+    fn explain_stuck(&self) {
+        self.say(&self.ui.bad("Rollback stopped. These steps are still applied, newest first:"));
+        for &idx in &self.applied {
+            let s = &self.plan.steps[idx];
+            let undo = s.rollback.as_ref().map_or_else(
+                || format!("no rollback ({})", s.irreversible.as_deref().unwrap_or("none defined")),
+                |w| self.plan.masker.mask(&w.summary()).into_owned(),
+            );
+            self.say(&format!("  step {} {}: undo by hand with: {undo}", s.number, s.title));
+        }
+        self.say(&format!(
+            "  when fixed, `runbook rollback {}` retries the rollback",
+            self.plan.run_id
+        ));
+    }
+
+    fn abort(&mut self) -> Result<RunEnd> {
+        self.say(&self.ui.warn("Aborted by the operator; nothing was rolled back."));
+        self.hint_rollback();
+        Ok(RunEnd { status: RunStatus::Aborted, code: code::ABORTED })
+    }
+
+    fn hint_rollback(&self) {
+        if !self.applied.is_empty() {
+            let steps: Vec<String> =
+                self.applied.iter().map(|i| self.plan.steps[*i].number.to_string()).collect();
+            self.say(&format!(
+                "Steps still applied: {}. To undo them: runbook rollback {}",
+                steps.join(", "),
+                self.plan.run_id
+            ));
+        }
+    }
+
+    /// Ctrl-C or SIGTERM: journal it, then offer a rollback (unattended runs leave it to a person).
+    fn interrupted(&mut self, step: Option<usize>) -> Result<RunEnd> {
+        let signal = signals::last_name().to_string();
+        self.journal.append(Event::Interrupted { step, signal: signal.clone() })?;
+        signals::clear();
+        self.say(&self.ui.warn(&format!("Interrupted ({signal}).")));
+        let interrupted = RunEnd { status: RunStatus::Interrupted, code: code::INTERRUPTED };
+        if self.yes || self.applied.is_empty() {
+            self.hint_rollback();
+            return Ok(interrupted);
+        }
+        match self.ask(step, "Roll back the applied steps now?", &[ROLLBACK, LEAVE])? {
+            Answer::Chose(ROLLBACK) => {
+                let end = self.rollback(None, &format!("interrupted by {signal}"))?;
+                Ok(if end.status == RunStatus::RolledBack { interrupted } else { end })
+            }
+            _ => {
+                self.hint_rollback();
+                Ok(interrupted)
+            }
+        }
+    }
+
+    fn finish(&mut self, end: RunEnd) -> Result<RunEnd> {
+        let still_applied = self.applied.iter().map(|i| self.plan.steps[*i].number).collect();
+        self.journal.append(Event::RunFinished {
+            status: end.status,
+            exit_code: end.code,
+            still_applied,
+        })?;
+        Ok(end)
+    }
+
+    /// Ask the operator and journal the question and the answer.
+    fn ask(&mut self, step: Option<usize>, question: &str, choices: &[Choice]) -> Result<Answer> {
+        let answer = self.operator.choose(question, choices)?;
+        let said = match answer {
+            Answer::Chose(c) => c.0.to_string(),
+            Answer::Interrupted => "interrupted".to_string(),
+        };
+        self.journal.append(Event::Prompt {
+            step,
+            question: question.to_string(),
+            answer: said,
+        })?;
+        Ok(answer)
+    }
+
+    fn say(&self, line: &str) {
+        self.ui.say(line);
+    }
+
+    fn say_dim(&self, line: &str) {
+        self.ui.say(&self.ui.dim(line));
+    }
+
+    fn show_card(&self, step: &PlannedStep) {
+        let m = &self.plan.masker;
+        let head = format!("▶ step {}/{} {}", step.number, self.total(), step.title);
+        self.say(&format!(
+            "{}  {}",
+            self.ui.bold(&head),
+            self.ui.dim(&format!("[{}] owner: {}", step.kind.name(), step.owner))
+        ));
+        if self.yes && step.kind != Kind::Manual {
+            self.say(&self.ui.dim(&format!("  $ {}", m.mask(&step.work.summary()))));
+            return;
+        }
+        self.say(&format!("  do:       {}", m.mask(&step.work.summary())));
+        let expect = step.expect_text();
+        if !expect.is_empty() {
+            self.say(&format!("  expect:   {expect}"));
+        }
+        let rollback = match (&step.rollback, &step.irreversible) {
+            (Some(w), _) => m.mask(&w.summary()).into_owned(),
+            (None, Some(why)) => format!("none: irreversible ({why})"),
+            (None, None) => "none (changes nothing)".into(),
+        };
+        self.say(&format!("  rollback: {rollback}"));
+    }
+
+    fn show_result(&self, step: &PlannedStep, r: &StepResult) {
+        let took = crate::runbook::duration::human(r.duration);
+        let line = match r.outcome {
+            Outcome::Ok => self.ui.good(&format!("✓ step {} ok", step.number)),
+            _ => self.ui.bad(&format!("✗ step {} failed", step.number)),
+        };
+        self.say(&format!("{line} ({}, {took})", self.plan.masker.mask(&r.check)));
+    }
+}
+
+/// A step whose command could not even start (bash missing, log not writable) has failed.
+fn failed_to_start(e: &anyhow::Error) -> StepResult {
+    StepResult {
+        outcome: Outcome::Failed,
+        exit_code: None,
+        duration: std::time::Duration::ZERO,
+        check: format!("could not run: {e:#}"),
+        output_tail: String::new(),
+        details: None,
+    }
+}

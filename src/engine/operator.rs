@@ -1,0 +1,118 @@
+//! The engine talks to the person running it through `Operator`, so tests and unattended runs
+//! use the same engine as a terminal. The terminal one reads whole lines; Ctrl-C at a prompt
+//! wakes it (the signal handler has no SA_RESTART) and counts as an interruption.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+
+use crate::signals;
+
+/// One answer a prompt accepts: typed as its first letter or as the whole word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice(pub &'static str);
+
+pub const RUN: Choice = Choice("run");
+pub const SKIP: Choice = Choice("skip");
+pub const ABORT: Choice = Choice("abort");
+pub const RETRY: Choice = Choice("retry");
+pub const ROLLBACK: Choice = Choice("rollback");
+pub const DONE: Choice = Choice("done");
+pub const YES: Choice = Choice("yes");
+pub const NO: Choice = Choice("no");
+pub const LEAVE: Choice = Choice("leave");
+
+/// What the operator said, or that they pressed Ctrl-C / closed the terminal instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Chose(Choice),
+    Interrupted,
+}
+
+pub trait Operator {
+    fn choose(&mut self, question: &str, choices: &[Choice]) -> Result<Answer>;
+    fn secret(&mut self, label: &str) -> Result<String>;
+}
+
+/// A person at a terminal.
+pub struct Terminal;
+
+impl Operator for Terminal {
+    fn choose(&mut self, question: &str, choices: &[Choice]) -> Result<Answer> {
+        let menu: Vec<String> =
+            choices.iter().map(|c| format!("[{}]{}", &c.0[..1], &c.0[1..])).collect();
+        loop {
+            eprint!("{question} {}: ", menu.join(" / "));
+            let _ = std::io::stderr().flush();
+            let Some(line) = read_line()? else { return Ok(Answer::Interrupted) };
+            let word = line.trim().to_ascii_lowercase();
+            if let Some(c) = choices.iter().find(|c| matches(c, &word, choices)) {
+                return Ok(Answer::Chose(*c));
+            }
+            eprintln!(
+                "  please answer one of: {}",
+                choices.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+
+    fn secret(&mut self, label: &str) -> Result<String> {
+        Ok(rpassword::prompt_password(format!("{label}: "))?)
+    }
+}
+
+fn matches(c: &Choice, word: &str, all: &[Choice]) -> bool {
+    if word == c.0 {
+        return true;
+    }
+    // A single letter picks the choice that starts with it, when only one does.
+    word.len() == 1
+        && c.0.starts_with(word)
+        && all.iter().filter(|o| o.0.starts_with(word)).count() == 1
+}
+
+/// Read one line from stdin; `None` on Ctrl-C or end of input.
+fn read_line() -> Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if signals::interrupted() {
+            return Ok(None);
+        }
+        // SAFETY: reading one byte into a valid buffer from fd 0.
+        let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+        match n {
+            0 => {
+                return Ok(if line.is_empty() {
+                    None
+                } else {
+                    Some(String::from_utf8_lossy(&line).into_owned())
+                });
+            }
+            1 if byte[0] == b'\n' => return Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+            1 => line.push(byte[0]),
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                bail!("cannot read the answer from the terminal: {err}");
+            }
+        }
+    }
+}
+
+/// `--yes`: nobody is there; the engine supplies the unattended answer itself.
+pub struct Unattended;
+
+impl Operator for Unattended {
+    fn choose(&mut self, question: &str, _choices: &[Choice]) -> Result<Answer> {
+        bail!("{question}: nobody can answer (running with --yes and no terminal)")
+    }
+
+    fn secret(&mut self, label: &str) -> Result<String> {
+        bail!(
+            "{label}: a secret prompt needs a terminal; pass the value another way (--var, from_env)"
+        )
+    }
+}

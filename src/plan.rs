@@ -1,0 +1,509 @@
+//! A runbook made concrete for one run: the environment chosen, every variable resolved, every
+//! command rendered. The engine only ever sees a `Plan`, never a raw runbook.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::model::*;
+use crate::runbook::template::substitute;
+use crate::secret::{MASK, Masker, redact_url};
+
+/// What one step (or one rollback) does, fully rendered. This is what the journal records, so a
+/// rollback of a past run uses the commands of that time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Work {
+    Shell {
+        run: String,
+        cwd: Option<String>,
+        timeout_ms: Option<u64>,
+    },
+    Manual {
+        instructions: String,
+    },
+    Flush {
+        redis: String,
+        patterns: Vec<String>,
+        max_keys: Option<u64>,
+        backup: bool,
+        batch: usize,
+    },
+    Restore {
+        redis: String,
+        backup_file: String,
+    },
+    Watch {
+        file: Option<String>,
+        command: Option<String>,
+        for_ms: u64,
+        fail_on: Vec<String>,
+        max: u64,
+        until: Option<String>,
+    },
+    Measure {
+        run: Option<String>,
+        capture: Vec<String>,
+        http: Option<String>,
+        requests: u32,
+        redis: Option<String>,
+        pattern: Option<String>,
+    },
+}
+
+impl Work {
+    /// The form that may be written down: secrets masked, URL passwords redacted.
+    pub fn for_journal(&self, masker: &Masker) -> Work {
+        let m = |s: &str| masker.mask(s).into_owned();
+        let url = |s: &str| redact_url(&m(s));
+        match self.clone() {
+            Work::Shell { run, cwd, timeout_ms } => {
+                Work::Shell { run: m(&run), cwd: cwd.as_deref().map(m), timeout_ms }
+            }
+            Work::Manual { instructions } => Work::Manual { instructions: m(&instructions) },
+            Work::Flush { redis, patterns, max_keys, backup, batch } => {
+                Work::Flush { redis: url(&redis), patterns, max_keys, backup, batch }
+            }
+            Work::Restore { redis, backup_file } => {
+                Work::Restore { redis: url(&redis), backup_file }
+            }
+            Work::Watch { file, command, for_ms, fail_on, max, until } => Work::Watch {
+                file,
+                command: command.as_deref().map(m),
+                for_ms,
+                fail_on,
+                max,
+                until,
+            },
+            Work::Measure { run, capture, http, requests, redis, pattern } => Work::Measure {
+                run: run.as_deref().map(m),
+                capture,
+                http: http.as_deref().map(url),
+                requests,
+                redis: redis.as_deref().map(url),
+                pattern,
+            },
+        }
+    }
+
+    /// One line saying what this does, for the plan, prompts and the report.
+    pub fn summary(&self) -> String {
+        match self {
+            Work::Shell { run, .. } => run.clone(),
+            Work::Manual { instructions } => format!("(by hand) {instructions}"),
+            Work::Flush { redis, patterns, backup, .. } => format!(
+                "flush keys {} on {}{}",
+                patterns.join(", "),
+                redact_url(redis),
+                if *backup { ", backed up first" } else { ", NO backup" }
+            ),
+            Work::Restore { redis, backup_file } => {
+                format!("restore keys from {backup_file} to {}", redact_url(redis))
+            }
+            Work::Watch { file, command, for_ms, fail_on, .. } => format!(
+                "watch {} for {} failing on {}",
+                file.as_deref().or(command.as_deref()).unwrap_or("?"),
+                crate::runbook::duration::human(Duration::from_millis(*for_ms)),
+                fail_on.join(" | ")
+            ),
+            Work::Measure { run, http, redis, .. } => format!(
+                "measure {}",
+                http.as_deref()
+                    .map(String::from)
+                    .or_else(|| redis.as_deref().map(redact_url))
+                    .or_else(|| run.clone())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// One step, ready to run.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub number: usize,
+    pub id: Option<String>,
+    pub title: String,
+    pub kind: Kind,
+    pub owner: String,
+    pub work: Work,
+    pub rollback: Option<Work>,
+    pub verify_rollback: Option<Work>,
+    pub expect: Expect,
+    pub irreversible: Option<String>,
+    pub retries: u32,
+    /// Set when `only_env` leaves this step out of the chosen environment.
+    pub excluded: Option<String>,
+}
+
+impl PlannedStep {
+    pub fn expect_text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Work::Shell { .. } = self.work {
+            parts.push(format!("exit {}", self.expect.exit));
+        }
+        if let Some(m) = &self.expect.stdout {
+            parts.push(m.describe());
+        }
+        if let Some(note) = &self.expect.note {
+            parts.push(note.clone());
+        }
+        parts.join("; ")
+    }
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: String,
+    pub env: Option<String>,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub operator: String,
+    /// Name, value as it may be shown (secrets as `***`).
+    pub vars: BTreeMap<String, String>,
+    /// Secret values, handed to commands as environment variables.
+    pub secret_env: Vec<(String, String)>,
+    pub masker: Masker,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Asks the operator for a secret, given its label.
+pub type AskSecret<'a> = &'a mut dyn FnMut(&str) -> Result<String>;
+
+/// What the plan is built from, besides the runbook.
+pub struct Context<'a> {
+    pub env: Option<&'a str>,
+    pub overrides: &'a [(String, String)],
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub operator: String,
+    /// Asks the operator for `prompt` variables; `None` when nobody can be asked.
+    pub ask_secret: Option<AskSecret<'a>>,
+    /// For `plan`: secrets are not looked up, only shown as `***`.
+    pub dry: bool,
+}
+
+/// A resolved variable.
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    secret: bool,
+}
+
+impl Plan {
+    pub fn build(rb: &Runbook, ctx: Context<'_>) -> Result<Plan> {
+        let env = choose_env(rb, ctx.env)?;
+        let mut vars = Resolver::new(rb, env, &ctx)?;
+        vars.dry = ctx.dry;
+        let values = vars.resolve_all(ctx.ask_secret)?;
+        let secret_env: Vec<(String, String)> = values
+            .iter()
+            .filter(|(_, v)| v.secret)
+            .map(|(k, v)| (secret_env_name(k), v.text.clone()))
+            .collect();
+        let masker = Masker::new(secret_env.iter().map(|(_, v)| v.clone()));
+        let shown = values
+            .iter()
+            .map(|(k, v)| (k.clone(), if v.secret { MASK.to_string() } else { v.text.clone() }))
+            .collect();
+        let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
+        let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
+        Ok(Plan {
+            name: rb.name.clone(),
+            path: rb.path.clone(),
+            hash: rb.hash.clone(),
+            env: env.map(String::from),
+            run_id: ctx.run_id,
+            run_dir: ctx.run_dir,
+            operator: ctx.operator,
+            vars: shown,
+            secret_env,
+            masker,
+            steps,
+        })
+    }
+
+    /// Find a step by number or id.
+    pub fn step_index(&self, wanted: &str) -> Result<usize> {
+        find_step(self.steps.iter().map(|s| (s.number, s.id.as_deref())), wanted)
+    }
+}
+
+/// A step named by its number or its id, as accepted wherever a step is asked for.
+pub fn find_step<'a>(
+    steps: impl Iterator<Item = (usize, Option<&'a str>)> + Clone,
+    wanted: &str,
+) -> Result<usize> {
+    let count = steps.clone().count();
+    if let Ok(n) = wanted.parse::<usize>() {
+        if let Some(i) = steps.clone().position(|(num, _)| num == n) {
+            return Ok(i);
+        }
+        bail!("there is no step {n}; expected a number from 1 to {count} or a step id");
+    }
+    if let Some(i) = steps.clone().position(|(_, id)| id == Some(wanted)) {
+        return Ok(i);
+    }
+    let ids: Vec<&str> = steps.filter_map(|(_, id)| id).collect();
+    bail!(
+        "no step has id {wanted:?}; expected a number from 1 to {count}{}",
+        if ids.is_empty() { String::new() } else { format!(" or one of: {}", ids.join(", ")) }
+    )
+}
+
+fn secret_env_name(var: &str) -> String {
+    format!("RUNBOOK_SECRET_{}", var.to_ascii_uppercase())
+}
+
+fn choose_env<'r>(rb: &'r Runbook, wanted: Option<&str>) -> Result<Option<&'r str>> {
+    let names: Vec<&str> = rb.envs.keys().map(String::as_str).collect();
+    match wanted {
+        None if names.is_empty() => Ok(None),
+        None => bail!(
+            "{} defines environments ({}); choose one with --env (nothing was run)",
+            rb.path.display(),
+            names.join(", ")
+        ),
+        Some(e) => match rb.envs.get_key_value(e) {
+            Some((name, _)) => Ok(Some(name.as_str())),
+            None if names.is_empty() => {
+                bail!("--env {e}: {} defines no environments ([env.NAME])", rb.path.display())
+            }
+            None => bail!("unknown environment {e:?}; expected one of: {}", names.join(", ")),
+        },
+    }
+}
+
+/// Resolves variables: built-ins, then [vars], then [env.NAME.vars], then --var.
+struct Resolver<'a> {
+    defs: BTreeMap<String, (VarSource, bool)>,
+    done: BTreeMap<String, Value>,
+    runbook_dir: &'a Path,
+    dry: bool,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(rb: &'a Runbook, env: Option<&str>, ctx: &Context<'_>) -> Result<Resolver<'a>> {
+        let mut defs = BTreeMap::new();
+        let env_vars = env.and_then(|e| rb.envs.get(e)).map(|e| e.vars.iter());
+        for v in rb.vars.iter().chain(env_vars.into_iter().flatten()) {
+            defs.insert(v.name.clone(), (v.source.clone(), v.secret));
+        }
+        for (k, v) in ctx.overrides {
+            let Some((_, secret)) = defs.get(k) else {
+                bail!(
+                    "--var {k}=...: {} declares no variable `{k}`; declare it in [vars]",
+                    rb.path.display()
+                )
+            };
+            defs.insert(k.clone(), (VarSource::Value(v.clone()), *secret));
+        }
+        let runbook_dir = rb.path.parent().unwrap_or(Path::new("."));
+        let mut done = BTreeMap::new();
+        let dir = std::fs::canonicalize(runbook_dir).unwrap_or_else(|_| runbook_dir.to_path_buf());
+        let builtins = [
+            ("run_id", ctx.run_id.clone()),
+            ("run_dir", ctx.run_dir.display().to_string()),
+            ("runbook_dir", dir.display().to_string()),
+            ("env", env.unwrap_or("").to_string()),
+            ("operator", ctx.operator.clone()),
+            ("now", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ];
+        for (k, v) in builtins {
+            done.insert(k.to_string(), Value { text: v, secret: false });
+        }
+        Ok(Resolver { defs, done, runbook_dir, dry: false })
+    }
+
+    fn resolve_all(&mut self, mut ask: Option<AskSecret<'_>>) -> Result<BTreeMap<String, Value>> {
+        let names: Vec<String> = self.defs.keys().cloned().collect();
+        for name in names {
+            self.resolve(&name, &mut Vec::new(), &mut ask)?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    fn resolve(
+        &mut self,
+        name: &str,
+        stack: &mut Vec<String>,
+        ask: &mut Option<AskSecret<'_>>,
+    ) -> Result<Value> {
+        if let Some(v) = self.done.get(name) {
+            return Ok(v.clone());
+        }
+        if stack.iter().any(|s| s == name) {
+            bail!("variables refer to each other in a loop: {} -> {name}", stack.join(" -> "));
+        }
+        let (source, secret) = self.defs.get(name).cloned().context("unknown variable")?;
+        if secret && self.dry {
+            return Ok(Value { text: MASK.to_string(), secret: false });
+        }
+        let text = match source {
+            VarSource::Value(t) => {
+                stack.push(name.to_string());
+                let mut failed = None;
+                let out = substitute(&t, |n| match self.resolve(n, stack, ask) {
+                    Ok(v) => Some(v.text),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
+                });
+                stack.pop();
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                out
+            }
+            VarSource::FromEnv(var) => std::env::var(&var).with_context(|| {
+                format!("variable `{name}` comes from the environment variable {var}, which is not set; set it and run again (nothing was run)")
+            })?,
+            VarSource::FromFile(path) => {
+                let path = self.runbook_dir.join(path);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("variable `{name}` comes from {}, which cannot be read (nothing was run)", path.display())
+                })?;
+                text.trim_end_matches(['\n', '\r']).to_string()
+            }
+            VarSource::Prompt(label) => match ask.as_mut() {
+                Some(ask) => ask(&label)?,
+                None => bail!(
+                    "variable `{name}` is asked at a prompt ({label:?}) and there is no terminal; run on a terminal or pass --var {name}=... (nothing was run)"
+                ),
+            },
+        };
+        let value = Value { text, secret };
+        self.done.insert(name.to_string(), value.clone());
+        Ok(value)
+    }
+}
+
+struct Renderer<'a> {
+    values: &'a BTreeMap<String, Value>,
+    run_dir: &'a Path,
+}
+
+impl Renderer<'_> {
+    /// For text that goes to a shell: a secret becomes a reference to its environment variable,
+    /// so the value never appears on a command line (`ps`) or in the journal.
+    fn shell(&self, t: &Template) -> String {
+        substitute(&t.text, |n| {
+            self.values.get(n).map(|v| {
+                if v.secret { format!("${{{}}}", secret_env_name(n)) } else { v.text.clone() }
+            })
+        })
+    }
+
+    /// For values the program uses itself (a Redis URL, a file to watch).
+    fn value(&self, t: &Template) -> String {
+        substitute(&t.text, |n| self.values.get(n).map(|v| v.text.clone()))
+    }
+
+    fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> PlannedStep {
+        let timeout_ms = s.timeout.map(|d| d.as_millis() as u64);
+        let cwd = s.cwd.as_ref().map(|c| self.value(c));
+        let shell = |t: &Template| Work::Shell { run: self.shell(t), cwd: cwd.clone(), timeout_ms };
+        let work = self.work(s, &shell);
+        let rollback = match (&s.action, &s.rollback) {
+            (_, Some(r)) => Some(shell(r)),
+            (Action::Flush(f), None) if f.backup => Some(Work::Restore {
+                redis: self.value(&f.redis),
+                backup_file: self.backup_file(s.number),
+            }),
+            _ => None,
+        };
+        let excluded = match (&s.only_env, env) {
+            (Some(only), Some(e)) if !only.iter().any(|o| o == e) => {
+                Some(format!("only for {}", only.join(", ")))
+            }
+            (Some(only), None) => Some(format!("only for {}", only.join(", "))),
+            _ => None,
+        };
+        PlannedStep {
+            number: s.number,
+            id: s.id.clone(),
+            title: s.title.clone(),
+            kind: s.kind,
+            owner: s
+                .owner
+                .clone()
+                .or_else(|| rb.owner.clone())
+                .unwrap_or_else(|| "unassigned".into()),
+            work,
+            rollback,
+            verify_rollback: s.verify_rollback.as_ref().map(shell),
+            expect: s.expect.clone(),
+            irreversible: s.irreversible.clone(),
+            retries: s.retries,
+            excluded,
+        }
+    }
+
+    fn backup_file(&self, step: usize) -> String {
+        self.run_dir.join(format!("flush-step-{step:02}.backup")).display().to_string()
+    }
+
+    fn work(&self, s: &Step, shell: &dyn Fn(&Template) -> Work) -> Work {
+        match &s.action {
+            Action::Shell(t) => shell(t),
+            Action::Manual(t) => Work::Manual { instructions: self.value(t) },
+            Action::Flush(f) => Work::Flush {
+                redis: self.value(&f.redis),
+                patterns: f.patterns.iter().map(|p| self.value(p)).collect(),
+                max_keys: f.max_keys,
+                backup: f.backup,
+                batch: f.batch,
+            },
+            Action::Watch(w) => {
+                let (file, command) = match &w.source {
+                    WatchSourceDef::File(t) => (Some(self.value(t)), None),
+                    WatchSourceDef::Command(t) => (None, Some(self.shell(t))),
+                };
+                Work::Watch {
+                    file,
+                    command,
+                    for_ms: w.duration.as_millis() as u64,
+                    fail_on: w.fail_on.clone(),
+                    max: w.max,
+                    until: w.until.clone(),
+                }
+            }
+            Action::Measure(m) => self.measure(m),
+        }
+    }
+
+    fn measure(&self, m: &MeasureDef) -> Work {
+        match m {
+            MeasureDef::Command { run, patterns } => Work::Measure {
+                run: Some(self.shell(run)),
+                capture: patterns.clone(),
+                http: None,
+                requests: 0,
+                redis: None,
+                pattern: None,
+            },
+            MeasureDef::Http { url, requests, .. } => Work::Measure {
+                run: None,
+                capture: Vec::new(),
+                http: Some(self.value(url)),
+                requests: *requests,
+                redis: None,
+                pattern: None,
+            },
+            MeasureDef::Redis { url, pattern } => Work::Measure {
+                run: None,
+                capture: Vec::new(),
+                http: None,
+                requests: 0,
+                redis: Some(self.value(url)),
+                pattern: pattern.as_ref().map(|p| self.value(p)),
+            },
+        }
+    }
+}

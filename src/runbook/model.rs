@@ -1,0 +1,190 @@
+//! The runbook as parsed and validated: every value the engine will need, with the span it came
+//! from so later stages (rendering) can still point at the file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::diagnostic::Span;
+
+/// A checked runbook file. Only `parse::load` makes one, so holding one means the file is valid.
+#[derive(Debug)]
+pub struct Runbook {
+    pub path: PathBuf,
+    pub source: String,
+    /// SHA-256 of the file's bytes: the revision a run, a rehearsal and a report refer to.
+    pub hash: String,
+    pub name: String,
+    pub description: String,
+    pub owner: Option<String>,
+    pub vars: Vec<VarDef>,
+    pub envs: BTreeMap<String, EnvDef>,
+    pub steps: Vec<Step>,
+}
+
+/// A text that may hold `{{var}}` placeholders, and where it sits in the file.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct VarDef {
+    pub name: String,
+    pub source: VarSource,
+    pub secret: bool,
+    pub span: Span,
+}
+
+/// Where a variable's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VarSource {
+    Value(String),
+    FromEnv(String),
+    FromFile(String),
+    Prompt(String),
+}
+
+#[derive(Debug, Default)]
+pub struct EnvDef {
+    pub vars: Vec<VarDef>,
+    pub require_rehearsal: Option<Gate>,
+}
+
+/// `require_rehearsal = { env = "staging", within = "7d" }`
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub env: String,
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Backup,
+    Apply,
+    Check,
+    Manual,
+    Flush,
+    Watch,
+    Measure,
+}
+
+impl Kind {
+    pub const ALL: [(&'static str, Kind); 7] = [
+        ("backup", Kind::Backup),
+        ("apply", Kind::Apply),
+        ("check", Kind::Check),
+        ("manual", Kind::Manual),
+        ("flush", Kind::Flush),
+        ("watch", Kind::Watch),
+        ("measure", Kind::Measure),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Kind::ALL.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
+    }
+
+    /// Kinds that change something: they need a rollback or a reason they cannot have one.
+    pub fn changes_things(self) -> bool {
+        matches!(self, Kind::Apply | Kind::Flush)
+    }
+}
+
+#[derive(Debug)]
+pub struct Step {
+    /// 1-based position in the file: the number shown everywhere.
+    pub number: usize,
+    pub id: Option<String>,
+    pub title: String,
+    pub kind: Kind,
+    pub owner: Option<String>,
+    pub action: Action,
+    pub expect: Expect,
+    pub rollback: Option<Template>,
+    pub irreversible: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub cwd: Option<Template>,
+    pub only_env: Option<Vec<String>>,
+    pub verify_rollback: Option<Template>,
+    pub span: Span,
+}
+
+/// What a step does, by kind.
+#[derive(Debug)]
+pub enum Action {
+    Shell(Template),
+    Manual(Template),
+    Flush(FlushDef),
+    Watch(WatchDef),
+    Measure(MeasureDef),
+}
+
+#[derive(Debug)]
+pub struct FlushDef {
+    pub redis: Template,
+    pub patterns: Vec<Template>,
+    pub max_keys: Option<u64>,
+    pub backup: bool,
+    pub batch: usize,
+}
+
+#[derive(Debug)]
+pub enum WatchSourceDef {
+    File(Template),
+    Command(Template),
+}
+
+#[derive(Debug)]
+pub struct WatchDef {
+    pub source: WatchSourceDef,
+    pub duration: Duration,
+    pub fail_on: Vec<String>,
+    pub max: u64,
+    pub until: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum MeasureDef {
+    Command { run: Template, patterns: Vec<String> },
+    Http { url: Template, requests: u32, timeout: Duration },
+    Redis { url: Template, pattern: Option<Template> },
+}
+
+/// What a step's result must look like.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub exit: i32,
+    pub stdout: Option<OutputMatch>,
+    /// The expected result in words; when it is the only expectation, the operator confirms it.
+    pub note: Option<String>,
+}
+
+/// `stdout = "text"` (a substring of one line) or `stdout = "/regex/"`.
+#[derive(Debug, Clone)]
+pub enum OutputMatch {
+    Contains(String),
+    Regex(Regex),
+}
+
+impl OutputMatch {
+    pub fn matches(&self, line: &str) -> bool {
+        match self {
+            OutputMatch::Contains(s) => line.contains(s.as_str()),
+            OutputMatch::Regex(r) => r.is_match(line),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            OutputMatch::Contains(s) => format!("output containing {s:?}"),
+            OutputMatch::Regex(r) => format!("output matching /{}/", r.as_str()),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Checks that need the whole runbook: variables that exist, ids that are unique, and steps that
+//! change something carrying a way back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::diagnostic::Diagnostic;
+use super::fields::nearest;
+use super::model::*;
+use super::template::{is_valid_name, locate, placeholders};
+
+/// Variables every run defines.
+pub const BUILTINS: &[&str] = &["run_id", "run_dir", "runbook_dir", "env", "operator", "now"];
+
+pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    check_variables(rb, d);
+    check_ids(rb, d);
+    check_rollbacks(rb, d);
+    check_env_names(rb, d);
+}
+
+fn declared_names(rb: &Runbook) -> BTreeSet<&str> {
+    let env_vars = rb.envs.values().flat_map(|e| e.vars.iter());
+    let mut names: BTreeSet<&str> =
+        rb.vars.iter().chain(env_vars).map(|v| v.name.as_str()).collect();
+    names.extend(BUILTINS);
+    names
+}
+
+/// Every template in the runbook: variable values, then each step's texts.
+fn templates(rb: &Runbook) -> Vec<Template> {
+    let env_vars = rb.envs.values().flat_map(|e| e.vars.iter());
+    let mut out: Vec<Template> = rb
+        .vars
+        .iter()
+        .chain(env_vars)
+        .filter_map(|v| match &v.source {
+            VarSource::Value(text) => Some(Template { text: text.clone(), span: v.span.clone() }),
+            _ => None,
+        })
+        .collect();
+    for step in &rb.steps {
+        out.extend(step_templates(step).into_iter().cloned());
+    }
+    out
+}
+
+pub fn step_templates(step: &Step) -> Vec<&Template> {
+    let mut out: Vec<&Template> =
+        [&step.rollback, &step.cwd, &step.verify_rollback].into_iter().flatten().collect();
+    match &step.action {
+        Action::Shell(t) | Action::Manual(t) => out.push(t),
+        Action::Flush(f) => {
+            out.push(&f.redis);
+            out.extend(&f.patterns);
+        }
+        Action::Watch(w) => match &w.source {
+            WatchSourceDef::File(t) | WatchSourceDef::Command(t) => out.push(t),
+        },
+        Action::Measure(MeasureDef::Command { run, .. }) => out.push(run),
+        Action::Measure(MeasureDef::Http { url, .. }) => out.push(url),
+        Action::Measure(MeasureDef::Redis { url, pattern }) => {
+            out.push(url);
+            out.extend(pattern);
+        }
+    }
+    out
+}
+
+fn check_variables(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    let names = declared_names(rb);
+    let candidates: Vec<&str> = names.iter().copied().collect();
+    for t in templates(rb) {
+        let found = match placeholders(&t.text) {
+            Ok(found) => found,
+            Err(at) => {
+                let span = locate(&rb.source, &t, &t.text[at..]);
+                d.push(
+                    Diagnostic::new(span, "`{{` is never closed")
+                        .expected("`{{name}}`")
+                        .hint("close the placeholder with `}}`"),
+                );
+                continue;
+            }
+        };
+        for p in found.iter().filter(|p| !names.contains(p.name)) {
+            let span = locate(&rb.source, &t, &t.text[p.range.clone()]);
+            let mut diag = Diagnostic::new(span, format!("unknown variable `{}`", p.name))
+                .expected("a variable from [vars], [env.NAME.vars] or a built-in");
+            diag = match nearest(p.name, &candidates) {
+                Some(near) => diag.hint(format!("did you mean `{near}`?")),
+                None if !is_valid_name(p.name) => diag.hint("names are letters, digits and _"),
+                None => diag
+                    .hint(format!("declare it in [vars]; built-ins are {}", BUILTINS.join(", "))),
+            };
+            d.push(diag);
+        }
+    }
+}
+
+fn check_ids(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for step in &rb.steps {
+        let Some(id) = &step.id else { continue };
+        let span = id_span(rb, step, id);
+        if id.parse::<usize>().is_ok() || id.is_empty() {
+            d.push(
+                Diagnostic::new(span.clone(), format!("step {} has id {id:?}", step.number))
+                    .expected("a name with at least one letter, such as \"backup-config\"")
+                    .hint("numbers already name steps by position"),
+            );
+        }
+        if let Some(first) = seen.insert(id, step.number) {
+            d.push(
+                Diagnostic::new(span, format!("duplicate id {id:?} in step {}", step.number))
+                    .expected("an id no other step uses")
+                    .hint(format!("step {first} already has this id")),
+            );
+            seen.insert(id, first);
+        }
+    }
+}
+
+fn id_span(rb: &Runbook, step: &Step, id: &str) -> std::ops::Range<usize> {
+    let region = rb.source.get(step.span.clone()).unwrap_or("");
+    let quoted = format!("\"{id}\"");
+    match region.find("id").and_then(|i| region[i..].find(&quoted).map(|j| i + j)) {
+        Some(at) => step.span.start + at..step.span.start + at + quoted.len(),
+        None => step.span.clone(),
+    }
+}
+
+fn check_rollbacks(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    for step in rb.steps.iter().filter(|s| s.kind.changes_things()) {
+        let automatic = matches!(&step.action, Action::Flush(f) if f.backup);
+        if step.rollback.is_none() && step.irreversible.is_none() && !automatic {
+            let what = match step.kind {
+                Kind::Flush => "a flush step with backup = false",
+                _ => "an apply step",
+            };
+            d.push(
+                Diagnostic::new(
+                    step.span.clone(),
+                    format!("step {} is {what} with no way back", step.number),
+                )
+                .expected("`rollback = \"...\"`, or `irreversible = \"why\"`")
+                .hint("every change carries its undo; say why when there is none"),
+            );
+        }
+    }
+}
+
+fn check_env_names(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    let names: Vec<&str> = rb.envs.keys().map(String::as_str).collect();
+    for (name, env) in &rb.envs {
+        if let Some(gate) = &env.require_rehearsal
+            && !rb.envs.contains_key(&gate.env)
+        {
+            let span = locate_text(rb, &format!("\"{}\"", gate.env));
+            d.push(unknown_env(
+                span,
+                &gate.env,
+                &format!("[env.{name}] require_rehearsal"),
+                &names,
+            ));
+        }
+    }
+    for step in &rb.steps {
+        for env in step.only_env.iter().flatten().filter(|e| !rb.envs.contains_key(*e)) {
+            let region = rb.source.get(step.span.clone()).unwrap_or("");
+            let at = region.find(&format!("\"{env}\"")).map_or(0, |i| i);
+            let span = step.span.start + at..step.span.start + at + env.len() + 2;
+            d.push(unknown_env(span, env, &format!("only_env of step {}", step.number), &names));
+        }
+    }
+}
+
+fn locate_text(rb: &Runbook, text: &str) -> std::ops::Range<usize> {
+    let at = rb.source.find("require_rehearsal").unwrap_or(0);
+    match rb.source[at..].find(text) {
+        Some(i) => at + i..at + i + text.len(),
+        None => at..at,
+    }
+}
+
+fn unknown_env(span: std::ops::Range<usize>, env: &str, place: &str, names: &[&str]) -> Diagnostic {
+    let expected = if names.is_empty() {
+        "an environment defined as [env.NAME]".to_string()
+    } else {
+        format!("one of {}", names.join(", "))
+    };
+    let diag =
+        Diagnostic::new(span, format!("unknown environment {env:?} in {place}")).expected(expected);
+    match nearest(env, names) {
+        Some(near) => diag.hint(format!("did you mean {near:?}?")),
+        None => diag.hint("define it as [env.NAME]"),
+    }
+}

@@ -1,0 +1,126 @@
+//! Where a step's output goes as it comes: masked, to its log file and the terminal, checked
+//! line by line against `expect.stdout`, with only a bounded tail kept in memory (a step that
+//! prints a gigabyte costs no more memory than one that prints a line).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::runbook::OutputMatch;
+use crate::secret::Masker;
+use crate::ui::Ui;
+
+/// Lines longer than this are cut where they are, so a newline-less stream stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+/// How much of the end of the output the journal keeps.
+const TAIL_BYTES: usize = 4 * 1024;
+
+pub struct OutputSink<'a> {
+    log: BufWriter<File>,
+    masker: &'a Masker,
+    ui: &'a Ui,
+    echo: bool,
+    matcher: Option<&'a OutputMatch>,
+    pub matched: bool,
+    carry: Vec<u8>,
+    tail: VecDeque<u8>,
+    pub bytes: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<'a> OutputSink<'a> {
+    pub fn create(
+        log_path: &Path,
+        masker: &'a Masker,
+        ui: &'a Ui,
+        echo: bool,
+        matcher: Option<&'a OutputMatch>,
+    ) -> Result<OutputSink<'a>> {
+        let file = File::create(log_path)
+            .with_context(|| format!("cannot create the step log {}", log_path.display()))?;
+        Ok(OutputSink {
+            log: BufWriter::with_capacity(64 * 1024, file),
+            masker,
+            ui,
+            echo,
+            matcher,
+            matched: false,
+            carry: Vec::new(),
+            tail: VecDeque::with_capacity(TAIL_BYTES),
+            bytes: 0,
+            error: None,
+        })
+    }
+
+    /// Take the next piece of output.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        let mut out = Vec::with_capacity(chunk.len() + self.carry.len());
+        let mut rest = chunk;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (line, after) = rest.split_at(nl + 1);
+            if self.carry.is_empty() {
+                self.line(line, &mut out);
+            } else {
+                let mut whole = std::mem::take(&mut self.carry);
+                whole.extend_from_slice(line);
+                self.line(&whole, &mut out);
+            }
+            rest = after;
+        }
+        self.carry.extend_from_slice(rest);
+        if self.carry.len() >= MAX_LINE {
+            let long = std::mem::take(&mut self.carry);
+            self.line(&long, &mut out);
+        }
+        self.emit(&out);
+    }
+
+    /// One complete line (with its newline, if it had one).
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let masked = self.masker.mask_bytes(line);
+        if let Some(m) = self.matcher
+            && !self.matched
+        {
+            let text = String::from_utf8_lossy(&masked);
+            self.matched = m.matches(text.trim_end_matches(['\n', '\r']));
+        }
+        out.extend_from_slice(&masked);
+    }
+
+    fn emit(&mut self, out: &[u8]) {
+        if out.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log.write_all(out) {
+            self.error.get_or_insert(e);
+        }
+        if self.echo {
+            self.ui.output(out);
+        }
+        let keep = out.len().min(TAIL_BYTES);
+        while self.tail.len() + keep > TAIL_BYTES {
+            self.tail.pop_front();
+        }
+        self.tail.extend(&out[out.len() - keep..]);
+    }
+
+    /// Flush what is left; returns the tail of the output, as text.
+    pub fn finish(mut self) -> Result<String> {
+        if !self.carry.is_empty() {
+            let last = std::mem::take(&mut self.carry);
+            let mut out = Vec::new();
+            self.line(&last, &mut out);
+            self.emit(&out);
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e).context("cannot write the step log");
+        }
+        self.log.flush().context("cannot write the step log")?;
+        let tail: Vec<u8> = self.tail.into_iter().collect();
+        Ok(String::from_utf8_lossy(&tail).into_owned())
+    }
+}
