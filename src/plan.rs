@@ -303,7 +303,8 @@ impl<'a> Resolver<'a> {
             };
             defs.insert(k.clone(), (VarSource::Value(v.clone()), *secret));
         }
-        let runbook_dir = rb.path.parent().unwrap_or(Path::new("."));
+        let runbook_dir =
+            rb.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut done = BTreeMap::new();
         let dir = std::fs::canonicalize(runbook_dir).unwrap_or_else(|_| runbook_dir.to_path_buf());
         let builtins = [
@@ -419,10 +420,10 @@ impl Renderer<'_> {
             _ => None,
         };
         let excluded = match (&s.only_env, env) {
-            (Some(only), Some(e)) if !only.iter().any(|o| o == e) => {
-                Some(format!("only for {}", only.join(", ")))
+            (Some(only), e) if !only.iter().any(|o| Some(o.text.as_str()) == e) => {
+                let names: Vec<&str> = only.iter().map(|o| o.text.as_str()).collect();
+                Some(format!("only for {}", names.join(", ")))
             }
-            (Some(only), None) => Some(format!("only for {}", only.join(", "))),
             _ => None,
         };
         PlannedStep {

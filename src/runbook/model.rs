@@ -101,6 +101,7 @@ pub struct Step {
     /// 1-based position in the file: the number shown everywhere.
     pub number: usize,
     pub id: Option<String>,
+    pub id_span: Span,
     pub title: String,
     pub kind: Kind,
     pub owner: Option<String>,
@@ -111,7 +112,8 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub cwd: Option<Template>,
-    pub only_env: Option<Vec<String>>,
+    /// Environment names, each with where it is written.
+    pub only_env: Option<Vec<Template>>,
     pub verify_rollback: Option<Template>,
     pub span: Span,
 }

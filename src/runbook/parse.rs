@@ -225,10 +225,14 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
     let title = f.required_string("title", d);
     let kind = read_kind(&mut f, d);
     let expect = f.table("expect", d).map(|e| read_expect(e, d)).unwrap_or_default();
-    let only_env = f.strings("only_env", d).map(|v| v.into_iter().map(|(s, _)| s).collect());
+    let only_env = f
+        .strings("only_env", d)
+        .map(|v| v.into_iter().map(|(text, span)| Template { text, span }).collect());
+    let id = f.string("id", d);
     let step = Step {
         number,
-        id: f.string("id", d).map(|(s, _)| s),
+        id_span: id.as_ref().map_or(f.span.clone(), |(_, span)| span.clone()),
+        id: id.map(|(s, _)| s),
         title: title.unwrap_or_default(),
         kind: kind.unwrap_or(Kind::Check),
         owner: f.string("owner", d).map(|(s, _)| s),
@@ -243,7 +247,20 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         verify_rollback: f.template("verify_rollback", d),
         span: f.span.clone(),
     };
-    let kind = kind?;
+    let Some(kind) = kind else {
+        // The kind is already reported; keep the step so ids and variables are still checked,
+        // and accept any kind's keys rather than guess which were meant.
+        let mut allowed = COMMON_STEP_KEYS.to_vec();
+        allowed.extend(["run", "instructions"]);
+        allowed.extend(
+            super::kinds::FLUSH_KEYS
+                .iter()
+                .chain(super::kinds::WATCH_KEYS)
+                .chain(super::kinds::MEASURE_KEYS),
+        );
+        f.finish(&allowed, d);
+        return Some(step);
+    };
     let (action, kind_keys) = read_action(kind, &mut f, d);
     let allowed: Vec<&str> = COMMON_STEP_KEYS.iter().chain(kind_keys).copied().collect();
     f.finish(&allowed, d);
@@ -292,7 +309,9 @@ fn read_output_match(text: String, span: Span, d: &mut Vec<Diagnostic>) -> Optio
 }
 
 pub fn bad_regex(span: Span, pattern: &str, e: &regex::Error) -> Diagnostic {
-    let detail = e.to_string().lines().last().unwrap_or("").trim().to_string();
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or("").trim();
+    let detail = last.strip_prefix("error: ").unwrap_or(last).to_string();
     Diagnostic::new(span, format!("invalid regular expression /{pattern}/: {detail}"))
         .expected("a regular expression (Rust regex syntax)")
         .hint("escape literal characters such as ( [ . * with a backslash")

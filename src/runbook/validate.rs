@@ -101,7 +101,7 @@ fn check_ids(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for step in &rb.steps {
         let Some(id) = &step.id else { continue };
-        let span = id_span(rb, step, id);
+        let span = step.id_span.clone();
         if id.parse::<usize>().is_ok() || id.is_empty() {
             d.push(
                 Diagnostic::new(span.clone(), format!("step {} has id {id:?}", step.number))
@@ -117,15 +117,6 @@ fn check_ids(rb: &Runbook, d: &mut Vec<Diagnostic>) {
             );
             seen.insert(id, first);
         }
-    }
-}
-
-fn id_span(rb: &Runbook, step: &Step, id: &str) -> std::ops::Range<usize> {
-    let region = rb.source.get(step.span.clone()).unwrap_or("");
-    let quoted = format!("\"{id}\"");
-    match region.find("id").and_then(|i| region[i..].find(&quoted).map(|j| i + j)) {
-        Some(at) => step.span.start + at..step.span.start + at + quoted.len(),
-        None => step.span.clone(),
     }
 }
 
@@ -165,11 +156,9 @@ fn check_env_names(rb: &Runbook, d: &mut Vec<Diagnostic>) {
         }
     }
     for step in &rb.steps {
-        for env in step.only_env.iter().flatten().filter(|e| !rb.envs.contains_key(*e)) {
-            let region = rb.source.get(step.span.clone()).unwrap_or("");
-            let at = region.find(&format!("\"{env}\"")).map_or(0, |i| i);
-            let span = step.span.start + at..step.span.start + at + env.len() + 2;
-            d.push(unknown_env(span, env, &format!("only_env of step {}", step.number), &names));
+        for env in step.only_env.iter().flatten().filter(|e| !rb.envs.contains_key(&e.text)) {
+            let place = format!("only_env of step {}", step.number);
+            d.push(unknown_env(env.span.clone(), &env.text, &place, &names));
         }
     }
 }
