@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod redis_server;
 pub mod cmd;
+pub mod redis_server;
 
 pub use cmd::{Outcome, Runbook};
 pub use redis_server::RedisServer;
