@@ -317,3 +317,22 @@ fn a_command_that_exits_before_the_time_is_up_is_an_error() {
     let text = format!("{err:#}");
     assert!(text.contains("exit status 3") && text.contains("a retry is safe"), "{text}");
 }
+
+#[test]
+fn command_source_ends_on_until_and_on_cancel() {
+    let cmd = "echo booting; sleep 0.2; echo 'listening on :8080'; sleep 30".to_string();
+    let mut s = spec(WatchSource::Command(cmd), 20.0, &["ERROR"]);
+    s.until = Some("listening".into());
+    let (outcome, _) = run(&s);
+    assert_eq!(outcome.end, WatchEnd::Until { line: "listening on :8080".into() });
+
+    let mut seen = Seen::default();
+    let cancel = seen.cancel.clone();
+    let ctrl_c = later(200, move || cancel.store(true, Ordering::SeqCst));
+    let started = Instant::now();
+    let s = spec(WatchSource::Command("sleep 30".into()), 20.0, &["ERROR"]);
+    let outcome = watch(&s, &mut seen).unwrap();
+    ctrl_c.join().unwrap();
+    assert_eq!(outcome.end, WatchEnd::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

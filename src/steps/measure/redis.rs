@@ -4,6 +4,7 @@
 
 use super::Metric;
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,11 +45,12 @@ fn connect(url: &str) -> Result<redis::Connection> {
     Ok(con)
 }
 
+/// SCAN may return a key twice while the server rehashes: keys are counted once each.
 fn count_matching(con: &mut redis::Connection, pattern: &str) -> Result<u64> {
     let mut cursor: u64 = 0;
-    let mut count = 0u64;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
     loop {
-        let (next, keys): (u64, Vec<redis::Value>) = redis::cmd("SCAN")
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(pattern)
@@ -56,9 +58,9 @@ fn count_matching(con: &mut redis::Connection, pattern: &str) -> Result<u64> {
             .arg(1000)
             .query(con)
             .with_context(|| format!("SCAN MATCH {pattern} failed"))?;
-        count += keys.len() as u64;
+        seen.extend(keys);
         if next == 0 {
-            return Ok(count);
+            return Ok(seen.len() as u64);
         }
         cursor = next;
     }
