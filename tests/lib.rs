@@ -1,5 +1,11 @@
-//! Integration tests: one binary, one module per feature, each driving the real `runbook` binary.
+//! Integration tests: one binary, one module per feature, each driving the real `runbook` binary
+//! or, for the step kinds, the library.
 
 mod check;
+mod measure;
 mod run;
 mod support;
+mod watch;
+
+mod process;
+mod prompts;

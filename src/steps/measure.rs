@@ -1,1 +1,122 @@
-//! placeholder
+//! The `measure` step: read numbers from a system before and after a change, so the final note can
+//! show what the change did. Three sources: a command's output read through named regex captures,
+//! an HTTP endpoint probed with sequential GETs, and a Redis server's INFO. Every source only
+//! reads, so every error says a retry is safe.
+//!
+//! [`compare`] pairs what was measured before with what was measured after.
+
+mod command;
+mod http;
+mod redis;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub use redis::redact_url;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MeasureSource {
+    /// `bash -c run`; each named capture of each pattern becomes a metric, its text a number.
+    Command { run: String, patterns: Vec<String> },
+    /// `requests` sequential GETs, each bounded by `timeout`.
+    Http { url: String, requests: u32, timeout: Duration },
+    /// INFO and DBSIZE, and a SCAN count of the keys matching `pattern` when it is set.
+    Redis { url: String, pattern: Option<String> },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    /// `ms`, `bytes`, `ratio` (0..1), `%`, `count`, or empty; see [`unit_for`].
+    pub unit: String,
+}
+
+impl Metric {
+    pub fn new(name: impl Into<String>, value: f64) -> Metric {
+        let name = name.into();
+        let unit = unit_for(&name).to_string();
+        Metric { name, value, unit }
+    }
+}
+
+/// The unit a metric's name implies, so a command's captures get units the same way built-in
+/// metrics do: `*_ms` ms, `*_bytes` bytes, `*_ratio`/`*_rate` ratio, `*_pct` %, and counts.
+pub fn unit_for(name: &str) -> &'static str {
+    let counts = ["requests", "keys", "keys_matching", "keyspace_hits", "keyspace_misses"];
+    if name.ends_with("_ms") {
+        "ms"
+    } else if name.ends_with("_bytes") {
+        "bytes"
+    } else if name.ends_with("_ratio") || name.ends_with("_rate") {
+        "ratio"
+    } else if name.ends_with("_pct") || name.ends_with("_percent") {
+        "%"
+    } else if counts.contains(&name) || name.starts_with("status_") || name.ends_with("_count") {
+        "count"
+    } else {
+        ""
+    }
+}
+
+/// Take the measurements. On error nothing was changed anywhere: a retry is safe.
+pub fn measure(source: &MeasureSource) -> Result<Vec<Metric>> {
+    let metrics = match source {
+        MeasureSource::Command { run, patterns } => command::measure(run, patterns),
+        MeasureSource::Http { url, requests, timeout } => http::measure(url, *requests, *timeout),
+        MeasureSource::Redis { url, pattern } => redis::measure(url, pattern.as_deref()),
+    };
+    metrics.with_context(|| {
+        format!("measure from {} failed (a measure only reads: a retry is safe)", describe(source))
+    })
+}
+
+fn describe(source: &MeasureSource) -> String {
+    match source {
+        MeasureSource::Command { run, .. } => format!("command `{run}`"),
+        MeasureSource::Http { url, .. } => format!("GET {url}"),
+        MeasureSource::Redis { url, .. } => format!("Redis {}", redact_url(url)),
+    }
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub name: String,
+    pub unit: String,
+    pub before: f64,
+    pub after: f64,
+    /// `after - before`.
+    pub change: f64,
+    /// The change as a percentage of `before`; `None` when `before` is 0.
+    pub change_pct: Option<f64>,
+}
+
+/// Pair metrics by name: the first one named so in `before` with the last one in `after`, in the
+/// order `before` lists them. A metric on one side only is left out, except a count (such as
+/// `status_500`), which a source reports only when it saw some: its other side is 0.
+pub fn compare(before: &[Metric], after: &[Metric]) -> Vec<Comparison> {
+    let mut names: Vec<&Metric> = Vec::new();
+    for m in before.iter().chain(after) {
+        if !names.iter().any(|n| n.name == m.name) {
+            names.push(m);
+        }
+    }
+    let first = |name: &str| before.iter().find(|m| m.name == name).map(|m| m.value);
+    let last = |name: &str| after.iter().rev().find(|m| m.name == name).map(|m| m.value);
+    names
+        .into_iter()
+        .filter_map(|m| {
+            let zero = (m.unit == "count").then_some(0.0);
+            let (b, a) = (first(&m.name).or(zero)?, last(&m.name).or(zero)?);
+            Some(Comparison {
+                name: m.name.clone(),
+                unit: m.unit.clone(),
+                before: b,
+                after: a,
+                change: a - b,
+                change_pct: (b != 0.0).then(|| (a - b) / b.abs() * 100.0),
+            })
+        })
+        .collect()
+}

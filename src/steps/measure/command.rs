@@ -1,0 +1,83 @@
+//! Metrics from a command's output: every named capture of every pattern is one metric.
+
+use super::Metric;
+use anyhow::{Context, Result, bail};
+use regex::Regex;
+
+pub(super) fn measure(run: &str, patterns: &[String]) -> Result<Vec<Metric>> {
+    let regexes = compile(patterns)?;
+    let output = duct::cmd("bash", ["-c", run])
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .with_context(|| format!("cannot start `bash -c {run}`"))?;
+    if !output.status.success() {
+        bail!(
+            "the command exited with {} (expected 0); its stderr ends with:\n{}",
+            output.status,
+            tail(&String::from_utf8_lossy(&output.stderr), 5)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut metrics = Vec::new();
+    for (i, re) in regexes.iter().enumerate() {
+        metrics.extend(read(i, re, &stdout)?);
+    }
+    Ok(metrics)
+}
+
+/// Check every pattern before running anything: valid, with named captures, no name twice.
+fn compile(patterns: &[String]) -> Result<Vec<Regex>> {
+    if patterns.is_empty() {
+        bail!("no patterns: name a capture, e.g. `p95=(?P<latency_p95_ms>[0-9.]+)`");
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut regexes = Vec::new();
+    for (i, p) in patterns.iter().enumerate() {
+        let re =
+            Regex::new(p).with_context(|| format!("patterns[{i}] `{p}` is not a valid regex"))?;
+        let names: Vec<String> = re.capture_names().flatten().map(String::from).collect();
+        if names.is_empty() {
+            bail!("patterns[{i}] `{p}` has no named capture: name one, e.g. (?P<queue_depth>\\d+)");
+        }
+        for name in names {
+            if seen.contains(&name) {
+                bail!("patterns[{i}] `{p}` names `{name}` again: each metric needs its own name");
+            }
+            seen.push(name);
+        }
+        regexes.push(re);
+    }
+    Ok(regexes)
+}
+
+/// The metrics of one pattern: its first match; a capture that took no part in it is skipped.
+fn read(i: usize, re: &Regex, stdout: &str) -> Result<Vec<Metric>> {
+    let Some(caps) = re.captures(stdout) else {
+        bail!(
+            "patterns[{i}] `{re}` did not match the command's output, which begins:\n{}",
+            head(stdout, 5)
+        );
+    };
+    let mut metrics = Vec::new();
+    for name in re.capture_names().flatten() {
+        let Some(m) = caps.name(name) else { continue };
+        let text = m.as_str().trim();
+        let value: f64 = text.parse().map_err(|_| {
+            anyhow::anyhow!("capture `{name}` of patterns[{i}] caught `{text}`, expected a number")
+        })?;
+        metrics.push(Metric::new(name, value));
+    }
+    Ok(metrics)
+}
+
+fn head(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
