@@ -120,3 +120,32 @@ pub fn compare(before: &[Metric], after: &[Metric]) -> Vec<Comparison> {
         })
         .collect()
 }
+
+/// Run a measure step for the engine: the figures go to the terminal, the step log and the
+/// journal, where the report pairs them before and after.
+pub fn run(source: &MeasureSource, ctx: &super::StepContext<'_>) -> Result<super::StepResult> {
+    let started = std::time::Instant::now();
+    let metrics = measure(source)?;
+    let mut text = String::new();
+    for m in &metrics {
+        text.push_str(&format!("{} = {} {}\n", m.name, format_value(m.value), m.unit));
+    }
+    std::fs::write(ctx.log_path, &text)
+        .with_context(|| format!("cannot write the step log {}", ctx.log_path.display()))?;
+    for line in text.lines() {
+        ctx.ui.say(&format!("  {line}"));
+    }
+    Ok(super::StepResult {
+        outcome: crate::journal::Outcome::Ok,
+        exit_code: None,
+        duration: started.elapsed(),
+        check: format!("{} metrics measured", metrics.len()),
+        output_tail: text,
+        details: Some(serde_json::json!({ "metrics": metrics })),
+    })
+}
+
+/// Whole numbers without a fraction, others with up to three decimals.
+pub fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v:.3}") }
+}

@@ -50,6 +50,38 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             command::run(run, cwd.as_deref(), *timeout_ms, expect, ctx)
         }
         Work::Manual { .. } => bail!("a manual step is done by the operator, not executed"),
+        Work::Watch { file, command, for_ms, fail_on, max, until } => {
+            let source = match (file, command) {
+                (Some(f), _) => watch::WatchSource::File(f.into()),
+                (None, Some(c)) => watch::WatchSource::Command(c.clone()),
+                (None, None) => bail!("a watch step needs a file or a command"),
+            };
+            let spec = watch::WatchSpec {
+                source,
+                duration: Duration::from_millis(*for_ms),
+                fail_on: fail_on.clone(),
+                max: *max,
+                until: until.clone(),
+            };
+            watch::run(&spec, ctx)
+        }
+        Work::Measure { run, capture, http, requests, redis, pattern } => {
+            let source = match (run, http, redis) {
+                (Some(run), _, _) => {
+                    measure::MeasureSource::Command { run: run.clone(), patterns: capture.clone() }
+                }
+                (None, Some(url), _) => measure::MeasureSource::Http {
+                    url: url.clone(),
+                    requests: *requests,
+                    timeout: Duration::from_secs(10),
+                },
+                (None, None, Some(url)) => {
+                    measure::MeasureSource::Redis { url: url.clone(), pattern: pattern.clone() }
+                }
+                (None, None, None) => bail!("a measure step needs run, http or redis"),
+            };
+            measure::run(&source, ctx)
+        }
         other => bail!("{} steps are not available in this build", kind_name(other)),
     }
 }

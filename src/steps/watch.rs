@@ -197,3 +197,52 @@ fn end_of(stop: Stop) -> WatchEnd {
         Stop::Until(line) => WatchEnd::Until { line },
     }
 }
+
+/// Shows matching lines and progress to the operator, keeps them in the step log, and stops the
+/// watch on Ctrl-C.
+struct EngineObserver<'a, 'c> {
+    ctx: &'a super::StepContext<'c>,
+    log: std::io::BufWriter<std::fs::File>,
+}
+
+impl WatchObserver for EngineObserver<'_, '_> {
+    fn on_match(&mut self, line: &str) {
+        let line = self.ctx.masker.mask(line);
+        let _ = std::io::Write::write_all(&mut self.log, format!("{line}\n").as_bytes());
+        self.ctx.ui.say(&format!("  {} {line}", self.ctx.ui.bad("match:")));
+    }
+
+    fn on_progress(&mut self, lines: u64, matches: u64) {
+        self.ctx.ui.set_spinner_message(format!("watching: {lines} lines seen, {matches} matches"));
+    }
+
+    fn cancelled(&self) -> bool {
+        self.ctx.interrupt.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Run a watch step for the engine.
+pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::StepResult> {
+    let file = std::fs::File::create(ctx.log_path)
+        .with_context(|| format!("cannot create the step log {}", ctx.log_path.display()))?;
+    let mut obs = EngineObserver { ctx, log: std::io::BufWriter::new(file) };
+    let started = Instant::now();
+    let outcome = watch(spec, &mut obs)?;
+    std::io::Write::flush(&mut obs.log).context("cannot write the step log")?;
+    let patterns = spec.fail_on.join(" | ");
+    let seen = format!("{} lines, {} matching {patterns}", outcome.lines, outcome.matches);
+    let (result, check) = match &outcome.end {
+        WatchEnd::TimeUp if outcome.passed() => (crate::journal::Outcome::Ok, format!("watched the whole time: {seen} (at most {} allowed)", spec.max)),
+        WatchEnd::Until { line } => (crate::journal::Outcome::Ok, format!("ended early on until: {line:?}; {seen}")),
+        WatchEnd::Cancelled => (crate::journal::Outcome::Interrupted, format!("interrupted; {seen}")),
+        _ => (crate::journal::Outcome::Failed, format!("{seen}, more than the {} allowed", spec.max)),
+    };
+    Ok(super::StepResult {
+        outcome: result,
+        exit_code: None,
+        duration: started.elapsed(),
+        check: ctx.masker.mask(&check).into_owned(),
+        output_tail: ctx.masker.mask(&outcome.matched_lines.join("\n")).into_owned(),
+        details: serde_json::to_value(&outcome).ok(),
+    })
+}
