@@ -1,3 +1,5 @@
 //! Integration tests: one binary, one module per feature, each driving the real `runbook` binary.
 
 mod support;
+
+mod flush;
