@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
-pub mod redis_server;
 pub mod cmd;
+pub mod redis_server;
 
+#[allow(unused_imports)] // until the binary-level tests use them
 pub use cmd::{Outcome, Runbook};
 pub use redis_server::RedisServer;
