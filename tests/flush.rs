@@ -55,9 +55,15 @@ fn flush_deletes_only_matching_keys_and_leaves_the_rest_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let mut calls = Vec::new();
 
-    let report = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut |n| calls.push(n)).unwrap();
+    let report = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut |n| {
+        calls.push(n)
+    })
+    .unwrap();
 
-    assert_eq!((report.count_before, report.matched, report.deleted, report.backed_up), (3000, 3000, 3000, 3000));
+    assert_eq!(
+        (report.count_before, report.matched, report.deleted, report.backed_up),
+        (3000, 3000, 3000, 3000)
+    );
     assert_eq!(report.count_after, 0);
     assert_eq!(count(&mut con, "page:upload:*"), 0);
     assert_eq!(count(&mut con, "page:home:*"), 500);
@@ -99,7 +105,12 @@ fn overlapping_patterns_delete_and_back_up_each_key_once() {
     load(&mut con, "other", 50);
     let dir = tempfile::tempdir().unwrap();
 
-    let report = flush::flush(&spec(&server, &["page:*", "page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap();
+    let report = flush::flush(
+        &spec(&server, &["page:*", "page:upload:*"]),
+        &backup_path(&dir),
+        &mut no_progress,
+    )
+    .unwrap();
 
     assert_eq!((report.count_before, report.deleted, report.backed_up), (500, 500, 500));
     assert_eq!(count(&mut con, "*"), 50);
@@ -131,14 +142,17 @@ fn restore_brings_back_values_types_and_ttls() {
     let _: () = con.pset_ex("page:upload:short", "gone soon", 300).unwrap();
     let _: () = con.set("keep", "me").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let report = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap();
+    let report =
+        flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
+            .unwrap();
     assert_eq!(report.deleted, 2503);
     // The application re-caches one key meanwhile, and the short-lived key's TTL runs out.
     let _: () = con.set("page:upload:3", "fresh").unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     let mut seen = Vec::new();
-    let restored = flush::restore(&server.url(0), &backup_path(&dir), &mut |n| seen.push(n)).unwrap();
+    let restored =
+        flush::restore(&server.url(0), &backup_path(&dir), &mut |n| seen.push(n)).unwrap();
 
     assert_eq!(restored, RestoreReport { restored: 2501, already_present: 1, expired: 1 });
     assert_eq!(seen.last(), Some(&2501));
@@ -158,7 +172,11 @@ fn restore_brings_back_values_types_and_ttls() {
     assert!(!exists, "an expired key is not restored");
 
     let again = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap();
-    assert_eq!(again, RestoreReport { restored: 0, already_present: 2502, expired: 1 }, "restoring twice is safe");
+    assert_eq!(
+        again,
+        RestoreReport { restored: 0, already_present: 2502, expired: 1 },
+        "restoring twice is safe"
+    );
 }
 
 #[test]
@@ -171,7 +189,10 @@ fn max_keys_refuses_before_deleting_anything() {
 
     let err = flush::flush(&spec, &backup_path(&dir), &mut no_progress).unwrap_err();
 
-    assert!(matches!(err, FlushError::TooManyKeys { matched: 1001, max_keys: 1000, .. }), "{err:?}");
+    assert!(
+        matches!(err, FlushError::TooManyKeys { matched: 1001, max_keys: 1000, .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("1001") && message.contains("max_keys = 1000"), "{message}");
     assert!(message.contains("nothing was deleted"), "{message}");
@@ -207,7 +228,9 @@ fn killing_the_server_mid_flush_reports_progress_and_the_backup_restores_every_d
     server.kill();
     let err = flushing.join().unwrap().unwrap_err();
 
-    let FlushError::ConnectionLost { deleted, ref backup_file, .. } = err else { panic!("{err:?}") };
+    let FlushError::ConnectionLost { deleted, ref backup_file, .. } = err else {
+        panic!("{err:?}")
+    };
     assert!((10_000..200_000).contains(&deleted), "deleted {deleted}");
     assert_eq!(backup_file.as_deref(), Some(backup_path(&dir).as_path()));
     assert!(err.retry_safe());
@@ -218,10 +241,15 @@ fn killing_the_server_mid_flush_reports_progress_and_the_backup_restores_every_d
 
     let fresh = RedisServer::start();
     let restored = flush::restore(&fresh.url(0), &backup_path(&dir), &mut no_progress).unwrap();
-    assert!(restored.restored >= deleted, "backup holds every deleted key: {restored:?} < {deleted}");
+    assert!(
+        restored.restored >= deleted,
+        "backup holds every deleted key: {restored:?} < {deleted}"
+    );
     assert!(restored.restored < 200_000 + 1);
     let mut con = fresh.client(0);
-    let keys: Vec<String> = redis::Iter::<String>::into_iter(con.scan_match("*").unwrap()).map(Result::unwrap).collect();
+    let keys: Vec<String> = redis::Iter::<String>::into_iter(con.scan_match("*").unwrap())
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(keys.len() as u64, restored.restored);
     let mut pipe = redis::pipe();
     for key in &keys[..1000.min(keys.len())] {
@@ -241,19 +269,32 @@ fn password_protected_server_works_and_a_wrong_password_is_never_printed() {
     load(&mut con, "page:upload", 50);
     let dir = tempfile::tempdir().unwrap();
 
-    let report = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap();
+    let report =
+        flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
+            .unwrap();
     assert_eq!(report.deleted, 50);
-    assert!(!report.server.contains("s3cr3t-pw") && report.server.contains(":***@"), "{}", report.server);
+    assert!(
+        !report.server.contains("s3cr3t-pw") && report.server.contains(":***@"),
+        "{}",
+        report.server
+    );
     let json = serde_json::to_string(&report).unwrap();
     assert!(!json.contains("s3cr3t-pw"));
 
-    let wrong = FlushSpec { url: format!("redis://:not-the-pw@127.0.0.1:{}/0", server.port), ..spec(&server, &["*"]) };
+    let wrong = FlushSpec {
+        url: format!("redis://:not-the-pw@127.0.0.1:{}/0", server.port),
+        ..spec(&server, &["*"])
+    };
     let err = flush::flush(&wrong, &backup_path(&dir), &mut no_progress).unwrap_err();
     assert!(matches!(err, FlushError::AuthFailed { .. }), "{err:?}");
-    assert!(!err.to_string().contains("not-the-pw") && !format!("{err:?}").contains("not-the-pw"), "{err}");
+    assert!(
+        !err.to_string().contains("not-the-pw") && !format!("{err:?}").contains("not-the-pw"),
+        "{err}"
+    );
     assert!(err.to_string().contains("nothing was deleted"), "{err}");
 
-    let missing = FlushSpec { url: format!("redis://127.0.0.1:{}/0", server.port), ..spec(&server, &["*"]) };
+    let missing =
+        FlushSpec { url: format!("redis://127.0.0.1:{}/0", server.port), ..spec(&server, &["*"]) };
     let err = flush::preview(&missing, 3).unwrap_err();
     assert!(matches!(err, FlushError::AuthFailed { .. }), "{err:?}");
 }
@@ -261,9 +302,18 @@ fn password_protected_server_works_and_a_wrong_password_is_never_printed() {
 #[test]
 fn redact_hides_the_password() {
     assert_eq!(flush::redact("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
-    assert_eq!(flush::redact("rediss://:secret@cache.internal:6380/2"), "rediss://:***@cache.internal:6380/2");
+    assert_eq!(
+        flush::redact("rediss://:secret@cache.internal:6380/2"),
+        "rediss://:***@cache.internal:6380/2"
+    );
     assert_eq!(flush::redact("redis://cache:6379/0"), "redis://cache:6379/0");
-    let spec = FlushSpec { url: "redis://u:secret@h/0".into(), patterns: vec![], max_keys: None, backup: true, batch: 0 };
+    let spec = FlushSpec {
+        url: "redis://u:secret@h/0".into(),
+        patterns: vec![],
+        max_keys: None,
+        backup: true,
+        batch: 0,
+    };
     assert!(!format!("{spec:?}").contains("secret"));
 }
 
@@ -324,9 +374,13 @@ fn a_rerun_appends_to_the_backup_so_rollback_restores_both_runs() {
     let mut con = server.client(0);
     load(&mut con, "page:upload", 30);
     let dir = tempfile::tempdir().unwrap();
-    let first = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap();
+    let first =
+        flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
+            .unwrap();
     load(&mut con, "page:upload:again", 20);
-    let second = flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap();
+    let second =
+        flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
+            .unwrap();
     assert_eq!((first.deleted, second.deleted), (30, 20));
     assert_ne!(first.checksum, second.checksum);
 
@@ -342,7 +396,8 @@ fn unreachable_server_is_reported_as_safe_to_retry() {
     let url = server.url(0);
     drop(server);
     let dir = tempfile::tempdir().unwrap();
-    let spec = FlushSpec { url, patterns: vec!["page:*".into()], max_keys: None, backup: true, batch: 0 };
+    let spec =
+        FlushSpec { url, patterns: vec!["page:*".into()], max_keys: None, backup: true, batch: 0 };
 
     let err = flush::flush(&spec, &backup_path(&dir), &mut no_progress).unwrap_err();
 
@@ -356,10 +411,16 @@ fn replica_is_refused_before_anything_is_deleted() {
     let primary = RedisServer::start();
     let replica = RedisServer::start();
     load(&mut primary.client(0), "page:upload", 10);
-    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port).query(&mut replica.client(0)).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query(&mut replica.client(0))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    let err = flush::flush(&spec(&replica, &["page:upload:*"]), &backup_path(&dir), &mut no_progress).unwrap_err();
+    let err =
+        flush::flush(&spec(&replica, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
+            .unwrap_err();
 
     assert!(matches!(err, FlushError::ReadOnlyReplica { .. }), "{err:?}");
     assert!(err.to_string().contains("read-only replica"), "{err}");
@@ -370,7 +431,8 @@ fn replica_is_refused_before_anything_is_deleted() {
 fn tls_url_against_a_plain_server_fails_cleanly() {
     let server = RedisServer::start();
     let url = format!("rediss://127.0.0.1:{}/0", server.port);
-    let spec = FlushSpec { url, patterns: vec!["page:*".into()], max_keys: None, backup: false, batch: 0 };
+    let spec =
+        FlushSpec { url, patterns: vec!["page:*".into()], max_keys: None, backup: false, batch: 0 };
 
     let err = flush::preview(&spec, 1).unwrap_err();
 

@@ -84,11 +84,8 @@ impl Runbook {
 
     /// Run with no terminal and an empty stdin.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let output = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the runbook binary");
+        let output =
+            self.command(args).stdin(Stdio::null()).output().expect("run the runbook binary");
         Outcome {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -106,8 +103,9 @@ impl Runbook {
     /// Every event of the newest run's journal, parsed.
     pub fn journal(&self) -> Vec<serde_json::Value> {
         let id = self.last_run_id();
-        let text = std::fs::read_to_string(self.state_dir().join("runs").join(&id).join("journal.jsonl"))
-            .expect("journal.jsonl");
+        let text =
+            std::fs::read_to_string(self.state_dir().join("runs").join(&id).join("journal.jsonl"))
+                .expect("journal.jsonl");
         text.lines().map(|l| serde_json::from_str(l).expect("a journal line")).collect()
     }
 }

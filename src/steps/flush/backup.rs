@@ -68,7 +68,12 @@ impl BackupWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(OpenError::Io)?;
         }
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path).map_err(OpenError::Io)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(OpenError::Io)?;
         let len = file.metadata().map_err(OpenError::Io)?.len();
         if len > 0 {
             let scan = scan_file(&mut file, len).map_err(OpenError::Io)?;
@@ -97,7 +102,13 @@ impl BackupWriter {
         self.out.write_all(bytes)
     }
 
-    pub fn write(&mut self, key: &[u8], pttl_ms: i64, dumped_at_ms: u64, value: &[u8]) -> io::Result<()> {
+    pub fn write(
+        &mut self,
+        key: &[u8],
+        pttl_ms: i64,
+        dumped_at_ms: u64,
+        value: &[u8],
+    ) -> io::Result<()> {
         let mut head = Vec::with_capacity(1 + 4 + key.len() + 8 + 8 + 8);
         head.push(TAG_RECORD);
         head.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -225,7 +236,14 @@ pub struct Reader<R: Read> {
 
 impl<R: Read> Reader<R> {
     pub fn new(inner: R, len: u64) -> Reader<R> {
-        Reader { inner, offset: 0, len, in_segment: false, hasher: Sha256::new(), segment_records: 0 }
+        Reader {
+            inner,
+            offset: 0,
+            len,
+            in_segment: false,
+            hasher: Sha256::new(),
+            segment_records: 0,
+        }
     }
 
     fn take(&mut self, n: u64, keep: bool) -> io::Result<Option<Vec<u8>>> {
@@ -244,7 +262,10 @@ impl<R: Read> Reader<R> {
     }
 
     fn truncated(&self) -> Item {
-        Item::Problem(Problem::Truncated { offset: self.offset, intact_records: self.segment_records })
+        Item::Problem(Problem::Truncated {
+            offset: self.offset,
+            intact_records: self.segment_records,
+        })
     }
 
     fn corrupt(&self, what: impl Into<String>) -> Item {
@@ -264,7 +285,9 @@ impl<R: Read> Reader<R> {
             }
             let version = u16::from_le_bytes([header[8], header[9]]);
             if version != VERSION {
-                return Ok(self.corrupt(format!("unsupported backup version {version} (expected {VERSION})")));
+                return Ok(self.corrupt(format!(
+                    "unsupported backup version {version} (expected {VERSION})"
+                )));
             }
             self.in_segment = true;
             self.segment_records = 0;
@@ -310,7 +333,10 @@ impl<R: Read> Reader<R> {
         self.offset += 32;
         self.in_segment = false;
         if count != self.segment_records {
-            return Ok(self.corrupt(format!("trailer says {count} records, the segment holds {}", self.segment_records)));
+            return Ok(self.corrupt(format!(
+                "trailer says {count} records, the segment holds {}",
+                self.segment_records
+            )));
         }
         if stored[..] != expected[..] {
             return Ok(self.corrupt("SHA-256 mismatch"));

@@ -30,8 +30,15 @@ impl Link {
         let client = redis::Client::open(url)
             .map_err(|e| FlushError::InvalidUrl { url: server.clone(), detail: e.to_string() })?;
         let password = client.get_connection_info().redis_settings().password().map(str::to_string);
-        let ctx = Context { server: &server, password: password.as_deref(), command: "connect", deleted: None, backup_file: None };
-        let con = client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| ctx.classify(&e))?;
+        let ctx = Context {
+            server: &server,
+            password: password.as_deref(),
+            command: "connect",
+            deleted: None,
+            backup_file: None,
+        };
+        let con =
+            client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| ctx.classify(&e))?;
         let _ = con.set_read_timeout(Some(IO_TIMEOUT));
         let _ = con.set_write_timeout(Some(IO_TIMEOUT));
         let mut link = Link { con, server, password, buf: Vec::with_capacity(1 << 16) };
@@ -40,7 +47,13 @@ impl Link {
     }
 
     pub fn ctx(&self, command: &'static str) -> Context<'_> {
-        Context { server: &self.server, password: self.password.as_deref(), command, deleted: None, backup_file: None }
+        Context {
+            server: &self.server,
+            password: self.password.as_deref(),
+            command,
+            deleted: None,
+            backup_file: None,
+        }
     }
 
     fn refuse_unsupported(&mut self, for_writing: bool) -> Result<(), FlushError> {
@@ -84,7 +97,13 @@ impl Link {
 }
 
 pub fn push_scan(buf: &mut Vec<u8>, cursor: u64, pattern: &str, count: usize) {
-    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count).write_packed_command(buf);
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count)
+        .write_packed_command(buf);
 }
 
 /// A SCAN reply: the next cursor (0 when done) and the keys.

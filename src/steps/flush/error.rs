@@ -10,49 +10,73 @@ use super::RestoreReport;
 
 #[derive(thiserror::Error, Debug)]
 pub enum FlushError {
-    #[error("invalid Redis URL {url}: {detail}; expected redis://[user:password@]host:port/db; nothing was done, fix the URL before retrying")]
+    #[error(
+        "invalid Redis URL {url}: {detail}; expected redis://[user:password@]host:port/db; nothing was done, fix the URL before retrying"
+    )]
     InvalidUrl { url: String, detail: String },
 
     #[error("invalid flush step: {detail}; nothing was done")]
     InvalidSpec { detail: String },
 
-    #[error("cannot reach Redis at {server}: {detail}; expected a server accepting connections; nothing was deleted, a retry is safe")]
+    #[error(
+        "cannot reach Redis at {server}: {detail}; expected a server accepting connections; nothing was deleted, a retry is safe"
+    )]
     Unreachable { server: String, detail: String },
 
-    #[error("authentication to Redis at {server} failed: {detail}; expected the right user and password in the URL; nothing was deleted, a retry is safe once the password is fixed")]
+    #[error(
+        "authentication to Redis at {server} failed: {detail}; expected the right user and password in the URL; nothing was deleted, a retry is safe once the password is fixed"
+    )]
     AuthFailed { server: String, detail: String },
 
-    #[error("Redis at {server} is a read-only replica; expected the primary; nothing was deleted, point the step at the primary and retry")]
+    #[error(
+        "Redis at {server} is a read-only replica; expected the primary; nothing was deleted, point the step at the primary and retry"
+    )]
     ReadOnlyReplica { server: String },
 
-    #[error("Redis at {server} runs in cluster mode ({detail}); cluster mode is not supported yet, expected a standalone server; nothing was deleted")]
+    #[error(
+        "Redis at {server} runs in cluster mode ({detail}); cluster mode is not supported yet, expected a standalone server; nothing was deleted"
+    )]
     ClusterNotSupported { server: String, detail: String },
 
-    #[error("refusing to flush: {matched} keys match {patterns:?} on {server}, more than max_keys = {max_keys}; nothing was deleted; narrow the pattern or raise max_keys, then retry")]
+    #[error(
+        "refusing to flush: {matched} keys match {patterns:?} on {server}, more than max_keys = {max_keys}; nothing was deleted; narrow the pattern or raise max_keys, then retry"
+    )]
     TooManyKeys { server: String, patterns: Vec<String>, matched: u64, max_keys: u64 },
 
     #[error("connection to Redis at {server} lost mid-flush ({detail}): deleted {deleted} keys so far (at least); {}; re-running the step deletes what is left, a retry is safe; `runbook rollback` restores", backup_note(.backup_file))]
     ConnectionLost { server: String, deleted: u64, backup_file: Option<PathBuf>, detail: String },
 
-    #[error("connection to Redis at {server} lost mid-restore ({detail}): restored {restored} keys so far from {path}; re-running the restore is safe (restored keys count as already present)")]
+    #[error(
+        "connection to Redis at {server} lost mid-restore ({detail}): restored {restored} keys so far from {path}; re-running the restore is safe (restored keys count as already present)"
+    )]
     RestoreInterrupted { server: String, path: PathBuf, restored: u64, detail: String },
 
-    #[error("backup file {path}: {detail}; deleted {deleted} keys so far, every one of them backed up before it was deleted; nothing more is deleted until the backup can be written; a retry is safe once the disk is fixed")]
+    #[error(
+        "backup file {path}: {detail}; deleted {deleted} keys so far, every one of them backed up before it was deleted; nothing more is deleted until the backup can be written; a retry is safe once the disk is fixed"
+    )]
     BackupIo { path: PathBuf, deleted: u64, detail: String },
 
-    #[error("backup file {path} already exists and is not a complete runbook flush backup ({detail}); expected a new path or a complete backup to append to; nothing was deleted; move the file aside, then retry")]
+    #[error(
+        "backup file {path} already exists and is not a complete runbook flush backup ({detail}); expected a new path or a complete backup to append to; nothing was deleted; move the file aside, then retry"
+    )]
     BackupInUse { path: PathBuf, detail: String },
 
-    #[error("cannot read backup file {path}: {detail}; nothing was restored; a retry is safe once the file is readable")]
+    #[error(
+        "cannot read backup file {path}: {detail}; nothing was restored; a retry is safe once the file is readable"
+    )]
     BackupUnreadable { path: PathBuf, detail: String },
 
-    #[error("backup file {path} is corrupt ({detail}); expected a runbook flush backup with a matching SHA-256; nothing was restored, since which keys are damaged cannot be told")]
+    #[error(
+        "backup file {path} is corrupt ({detail}); expected a runbook flush backup with a matching SHA-256; nothing was restored, since which keys are damaged cannot be told"
+    )]
     BackupCorrupt { path: PathBuf, detail: String },
 
     #[error("backup file {path} is incomplete ({detail}), probably because the flush died mid-way; restored what was intact: {} restored, {} already present, {} expired; a retry is safe", .report.restored, .report.already_present, .report.expired)]
     BackupIncomplete { path: PathBuf, detail: String, report: RestoreReport },
 
-    #[error("Redis at {server} refused to restore key {key:?}: {detail}; expected RESTORE to accept a DUMP payload from this backup (same or newer Redis version); restored {restored} keys before it; a retry is safe")]
+    #[error(
+        "Redis at {server} refused to restore key {key:?}: {detail}; expected RESTORE to accept a DUMP payload from this backup (same or newer Redis version); restored {restored} keys before it; a retry is safe"
+    )]
     RestoreRefused { server: String, key: String, restored: u64, detail: String },
 
     #[error("Redis at {server} answered {command} with an error: {detail}; {}", progress_note(*.deleted))]
@@ -116,18 +140,23 @@ impl Context<'_> {
         match err.kind() {
             ErrorKind::Server(ServerErrorKind::ReadOnly) => FlushError::ReadOnlyReplica { server },
             ErrorKind::Server(
-                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ClusterDown | ServerErrorKind::CrossSlot,
+                ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::CrossSlot,
             ) => FlushError::ClusterNotSupported { server, detail },
             ErrorKind::InvalidClientConfig => FlushError::InvalidUrl { url: server, detail },
-            _ if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => match self.deleted {
-                Some(deleted) => FlushError::ConnectionLost {
-                    server,
-                    deleted,
-                    backup_file: self.backup_file.map(|p| p.to_path_buf()),
-                    detail,
-                },
-                None => FlushError::Unreachable { server, detail },
-            },
+            _ if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
+                match self.deleted {
+                    Some(deleted) => FlushError::ConnectionLost {
+                        server,
+                        deleted,
+                        backup_file: self.backup_file.map(|p| p.to_path_buf()),
+                        detail,
+                    },
+                    None => FlushError::Unreachable { server, detail },
+                }
+            }
             _ => FlushError::Redis { server, command: self.command, deleted, detail },
         }
     }
