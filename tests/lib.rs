@@ -7,5 +7,6 @@ mod run;
 mod support;
 mod watch;
 
+mod flush;
 mod process;
 mod prompts;

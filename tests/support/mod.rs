@@ -6,5 +6,6 @@
 pub mod cmd;
 pub mod redis_server;
 
+#[allow(unused_imports)] // until the binary-level tests use them
 pub use cmd::{Outcome, Runbook};
 pub use redis_server::RedisServer;
