@@ -31,6 +31,8 @@ pub enum Work {
         max_keys: Option<u64>,
         backup: bool,
         batch: usize,
+        /// Where the deleted keys are dumped first; the rollback restores from it.
+        backup_file: String,
     },
     Restore {
         redis: String,
@@ -64,8 +66,8 @@ impl Work {
                 Work::Shell { run: m(&run), cwd: cwd.as_deref().map(m), timeout_ms }
             }
             Work::Manual { instructions } => Work::Manual { instructions: m(&instructions) },
-            Work::Flush { redis, patterns, max_keys, backup, batch } => {
-                Work::Flush { redis: url(&redis), patterns, max_keys, backup, batch }
+            Work::Flush { redis, patterns, max_keys, backup, batch, backup_file } => {
+                Work::Flush { redis: url(&redis), patterns, max_keys, backup, batch, backup_file }
             }
             Work::Restore { redis, backup_file } => {
                 Work::Restore { redis: url(&redis), backup_file }
@@ -460,6 +462,7 @@ impl Renderer<'_> {
                 max_keys: f.max_keys,
                 backup: f.backup,
                 batch: f.batch,
+                backup_file: self.backup_file(s.number),
             },
             Action::Watch(w) => {
                 let (file, command) = match &w.source {

@@ -56,6 +56,9 @@ fn print_step(ui: &Ui, plan: &Plan, step: &PlannedStep) {
         println!("   skipped in this environment: {why}");
     }
     println!("   do:       {}", plan.masker.mask(&step.work.summary()));
+    if let Some(spec) = crate::steps::flush_spec(&step.work) {
+        println!("   keys:     {}", crate::steps::flush_step::describe_preview(&spec));
+    }
     let expect = step.expect_text();
     if !expect.is_empty() {
         println!("   expect:   {expect}");

@@ -465,6 +465,10 @@ impl<'a> Engine<'a> {
             return;
         }
         self.say(&format!("  do:       {}", m.mask(&step.work.summary())));
+        if let Some(spec) = steps::flush_spec(&step.work) {
+            let preview = steps::flush_step::describe_preview(&spec);
+            self.say(&format!("  keys:     {}", m.mask(&preview)));
+        }
         let expect = step.expect_text();
         if !expect.is_empty() {
             self.say(&format!("  expect:   {expect}"));

@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod flush;
+pub mod flush_step;
 pub mod measure;
 pub mod output;
 pub mod watch;
@@ -82,16 +83,26 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             };
             measure::run(&source, ctx)
         }
-        other => bail!("{} steps are not available in this build", kind_name(other)),
+        Work::Flush { backup_file, .. } => {
+            let spec = flush_spec(work).unwrap_or_else(|| unreachable!("a flush work"));
+            flush_step::run_flush(&spec, Path::new(backup_file), ctx)
+        }
+        Work::Restore { redis, backup_file } => {
+            flush_step::run_restore(redis, Path::new(backup_file), ctx)
+        }
     }
 }
 
-fn kind_name(work: &Work) -> &'static str {
+/// The flush spec of a flush work, for running it and for previewing what it would delete.
+pub fn flush_spec(work: &Work) -> Option<flush::FlushSpec> {
     match work {
-        Work::Shell { .. } => "shell",
-        Work::Manual { .. } => "manual",
-        Work::Flush { .. } | Work::Restore { .. } => "flush",
-        Work::Watch { .. } => "watch",
-        Work::Measure { .. } => "measure",
+        Work::Flush { redis, patterns, max_keys, backup, batch, .. } => Some(flush::FlushSpec {
+            url: redis.clone(),
+            patterns: patterns.clone(),
+            max_keys: *max_keys,
+            backup: *backup,
+            batch: *batch,
+        }),
+        _ => None,
     }
 }

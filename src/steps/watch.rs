@@ -232,10 +232,19 @@ pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::Step
     let patterns = spec.fail_on.join(" | ");
     let seen = format!("{} lines, {} matching {patterns}", outcome.lines, outcome.matches);
     let (result, check) = match &outcome.end {
-        WatchEnd::TimeUp if outcome.passed() => (crate::journal::Outcome::Ok, format!("watched the whole time: {seen} (at most {} allowed)", spec.max)),
-        WatchEnd::Until { line } => (crate::journal::Outcome::Ok, format!("ended early on until: {line:?}; {seen}")),
-        WatchEnd::Cancelled => (crate::journal::Outcome::Interrupted, format!("interrupted; {seen}")),
-        _ => (crate::journal::Outcome::Failed, format!("{seen}, more than the {} allowed", spec.max)),
+        WatchEnd::TimeUp if outcome.passed() => (
+            crate::journal::Outcome::Ok,
+            format!("watched the whole time: {seen} (at most {} allowed)", spec.max),
+        ),
+        WatchEnd::Until { line } => {
+            (crate::journal::Outcome::Ok, format!("ended early on until: {line:?}; {seen}"))
+        }
+        WatchEnd::Cancelled => {
+            (crate::journal::Outcome::Interrupted, format!("interrupted; {seen}"))
+        }
+        _ => {
+            (crate::journal::Outcome::Failed, format!("{seen}, more than the {} allowed", spec.max))
+        }
     };
     Ok(super::StepResult {
         outcome: result,
