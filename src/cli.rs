@@ -58,6 +58,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The final note of a run: what changed, what was measured, how to undo it
+    Report {
+        /// A run id, a unique prefix of one, or `last`
+        run: String,
+        /// md (Markdown) or html (one self-contained page)
+        #[arg(long, default_value = "md", value_parser = ["md", "html"])]
+        format: String,
+        /// Write the note to this file instead of standard output
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Undo the applied steps of a past run, newest first, with the commands it recorded
     Rollback {
         /// A run id, a unique prefix of one, or `last`

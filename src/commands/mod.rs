@@ -3,6 +3,7 @@
 mod check;
 mod history;
 mod plan;
+mod report;
 mod rollback;
 mod run;
 
@@ -22,5 +23,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Show { run, json } => history::show(&store, &run, json),
         Command::Logs { run, step, json } => history::logs(&store, &run, step.as_deref(), json),
         Command::Rollback { run, yes } => rollback::run(&store, &run, yes),
+        Command::Report { run, format, out } => report::run(&store, &run, &format, out.as_deref()),
     }
 }
