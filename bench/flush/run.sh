@@ -7,7 +7,7 @@
 # floor no client can beat) and the client's peak RSS.
 #
 # usage: bench/flush/run.sh [TOTAL_KEYS] [MATCHING_KEYS] [VALUE_BYTES]
-# env:   FLUSH_BENCH_BIN  the driver (default: cargo build --release --example flush_bench)
+# env:   RUNBOOK_BIN  the runbook binary (default: target/release/runbook, built if missing)
 set -euo pipefail
 
 TOTAL=${1:-1000000}
@@ -26,10 +26,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -z "${FLUSH_BENCH_BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --quiet --release --example flush_bench)
-    FLUSH_BENCH_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/flush_bench"
+if [[ -z "${RUNBOOK_BIN:-}" ]]; then
+    (cd "$ROOT" && cargo build --quiet --release)
+    RUNBOOK_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/runbook"
 fi
+
+# A one-step runbook: the flush as an operator would run it, through the real binary.
+flush_runbook() { # file backup(true|false)
+    {
+        printf '[runbook]\nname = "bench-flush"\n\n[[step]]\ntitle = "flush"\nkind = "flush"\n'
+        printf 'redis = "redis://127.0.0.1:%s/0"\npattern = "%s"\nbackup = %s\n' "$PORT" "$PATTERN" "$2"
+        if [[ "$2" == false ]]; then printf 'irreversible = "benchmark data"\n'; fi
+    } >"$1"
+}
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
     --enable-debug-command local --daemonize no >"$WORK/redis.log" 2>&1 &
@@ -80,28 +89,29 @@ a_secs=$(secs "$start" "$end")
 a_usec=$(server_usec scan unlink)
 row "(a) redis-cli --scan | xargs unlink" "$a_secs" "$(rate "$a_secs")" "$a_usec" "$(rate "$(awk -v u="$a_usec" 'BEGIN{print u/1e6}')")" "$(peak_rss_mib "$WORK/time-a")"
 
-# (b) and (c): the library's flush(), through the example driver.
-run_flush() { # label backup-arg commands...
+# (b) and (c): `runbook run` of a one-step flush runbook (journal fsynced, backup in the run's folder).
+run_flush() { # label backup(true|false) commands...
     local label=$1 backup=$2
     shift 2
     load
-    rm -f "$WORK/backup.bin"
+    flush_runbook "$WORK/flush.toml" "$backup"
+    rm -rf "$WORK/state"
     local start end s usec
     start=$(now)
-    /usr/bin/time -v -o "$WORK/time" "$FLUSH_BENCH_BIN" "redis://127.0.0.1:$PORT/0" "$PATTERN" "$backup" >"$WORK/report.json"
+    /usr/bin/time -v -o "$WORK/time" "$RUNBOOK_BIN" run "$WORK/flush.toml" --yes --state-dir "$WORK/state" >/dev/null 2>"$WORK/report.txt"
     end=$(now)
     check_flushed "$label"
     s=$(secs "$start" "$end")
     usec=$(server_usec "$@")
     row "$label" "$s" "$(rate "$s")" "$usec" "$(rate "$(awk -v u="$usec" 'BEGIN{print u/1e6}')")" "$(peak_rss_mib "$WORK/time")"
-    echo "$label report: $(cat "$WORK/report.json")" >&2
+    grep -o 'deleted [0-9]* of [0-9]* matching keys[^(]*' "$WORK/report.txt" | sed "s/^/$label: /" >&2
     LAST_SECS=$s
 }
-run_flush "(b) flush, no backup" - scan unlink
+run_flush "(b) runbook flush, no backup" false scan unlink
 b_secs=$LAST_SECS
-run_flush "(c) flush, backup" "$WORK/backup.bin" scan unlink dump pttl
+run_flush "(c) runbook flush, backup" true scan unlink dump pttl
 c_secs=$LAST_SECS
-backup_mib=$(awk -v b="$(stat -c %s "$WORK/backup.bin")" 'BEGIN { printf "%.1f", b / 1048576 }')
+backup_mib=$(awk -v b="$(stat -c %s "$WORK"/state/runs/*/flush-step-01.backup)" 'BEGIN { printf "%.1f", b / 1048576 }')
 
 echo
 echo "$TOTAL keys, $MATCHING matching '$PATTERN', values $VALUE_BYTES bytes; redis $(redis-server --version | awk '{print $3}'), $(nproc) cores"
@@ -114,4 +124,4 @@ awk -v a="$a_secs" -v b="$b_secs" -v c="$c_secs" 'BEGIN {
 }'
 echo "backup file: $backup_mib MiB"
 echo "(server µs: SCAN+UNLINK busy time, plus DUMP+PTTL for (c), from INFO commandstats;"
-echo " flush wall time is the whole flush() call: connect, SCAN+UNLINK pass, backup seal and fsync)"
+echo " runbook wall time is the whole process: start, journal, connect, SCAN+UNLINK pass, backup seal and fsync)"

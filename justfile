@@ -1,0 +1,45 @@
+# runbook's recipes: `just --list` shows them.
+
+# Build the release binary
+build:
+    cargo build --release
+
+# Run the whole test suite (installs redis-server and chromium when missing)
+test *ARGS:
+    scripts/test.sh {{ARGS}}
+
+# Format, lint, test: what CI runs
+ci:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets --locked -- -D warnings
+    scripts/test.sh
+
+# Run the example runbook unattended
+example:
+    cargo run --release -- run runbooks/upload-limits.toml --yes
+
+# Check every example runbook
+check:
+    cargo run --release -- check runbooks/*.toml
+
+# All benchmarks; figures go into the README's performance section
+bench: build
+    bench/engine/run.sh
+    bench/flush/run.sh
+    bench/watch/run.sh
+
+# Engine overhead per step and memory while a step prints 1 GiB
+bench-engine: build
+    bench/engine/run.sh
+
+# Flush throughput against redis-cli --scan | xargs redis-cli unlink
+bench-flush: build
+    bench/flush/run.sh
+
+# Watch matching throughput against grep -c -E on a 1 GiB log
+bench-watch: build
+    bench/watch/run.sh
+
+# Format the code
+fmt:
+    cargo fmt --all

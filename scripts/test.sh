@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The tests start their own redis-server (never the one on 6379) and
+# check the HTML note in a headless Chromium, so both are installed here when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+if ((${#missing[@]})); then
+  echo "installing what the tests need: ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo test --locked --all-targets "$@"
