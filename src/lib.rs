@@ -10,6 +10,7 @@ pub mod engine;
 pub mod journal;
 pub mod plan;
 pub mod process;
+pub mod report;
 pub mod runbook;
 pub mod secret;
 pub mod signals;

@@ -10,3 +10,4 @@ mod watch;
 mod flush;
 mod process;
 mod prompts;
+mod report;

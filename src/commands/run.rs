@@ -139,4 +139,23 @@ fn summarize(ui: &Ui, plan: &Plan, end: RunEnd) {
     ui.say(&format!("\nrun {} {line} (exit {})", plan.run_id, end.code));
     ui.say(&format!("journal: {}", plan.run_dir.join("journal.jsonl").display()));
     ui.say(&format!("details: runbook show {}", plan.run_id));
+    write_note(ui, plan);
+}
+
+/// The run's counts and metric changes, and its final note in `<run_dir>/report.md`. A note that
+/// cannot be written is a warning: the run itself is over and journalled.
+fn write_note(ui: &Ui, plan: &Plan) {
+    let path = plan.run_dir.join("report.md");
+    let written = crate::journal::reader::read(&plan.run_dir).and_then(|state| {
+        let note = crate::report::Note::from_run(&state);
+        std::fs::write(&path, crate::report::markdown(&note))?;
+        Ok(note.summary())
+    });
+    match written {
+        Ok(lines) => {
+            lines.iter().for_each(|l| ui.say(l));
+            ui.say(&format!("note: {}", path.display()));
+        }
+        Err(e) => ui.say(&ui.warn(&format!("cannot write the note {}: {e:#}", path.display()))),
+    }
 }

@@ -1,0 +1,302 @@
+//! `runbook report`: the final note rebuilt from the journal, as Markdown and as one HTML page
+//! checked in a real headless Chromium; and the note `runbook run` leaves in the run's folder.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::Runbook;
+
+/// Measure p95 (120), change what the second measure reads (to 80), measure again.
+const MEASURED: &str = r#"
+[runbook]
+name = "latency"
+owner = "perf"
+
+[[step]]
+title = "Measure p95 before"
+kind = "measure"
+run = "echo p95=120"
+capture = ["p95=(?P<p95_ms>\\d+)"]
+
+[[step]]
+title = "Turn on the cache"
+kind = "apply"
+owner = "alice"
+run = "echo p95=80 > {{runbook_dir}}/latency"
+rollback = "rm -f {{runbook_dir}}/latency"
+
+[[step]]
+title = "Measure p95 after"
+kind = "measure"
+run = "cat {{runbook_dir}}/latency"
+capture = ["p95=(?P<p95_ms>\\d+)"]
+"#;
+
+/// Three steps appending to `trail`; step 3 fails after it has partly applied.
+const FAILING: &str = r#"
+[runbook]
+name = "three"
+owner = "ops"
+
+[[step]]
+title = "First change"
+kind = "apply"
+run = "echo run 1 >> {{runbook_dir}}/trail"
+rollback = "echo undo 1 >> {{runbook_dir}}/trail"
+
+[[step]]
+title = "Second change"
+kind = "apply"
+run = "echo run 2 >> {{runbook_dir}}/trail"
+rollback = "echo undo 2 >> {{runbook_dir}}/trail"
+
+[[step]]
+title = "Third change"
+kind = "apply"
+run = "echo run 3 >> {{runbook_dir}}/trail && exit 7"
+rollback = "echo undo 3 >> {{runbook_dir}}/trail"
+"#;
+
+fn note(t: &Runbook, format: &str) -> String {
+    t.run(&["report", "last", "--format", format]).success().stdout
+}
+
+#[test]
+fn the_note_shows_a_metric_before_after_and_its_change() {
+    let t = Runbook::new();
+    t.file("rb.toml", MEASURED);
+    let out = t.run(&["run", "rb.toml", "--yes", "--reason", "CHG-42 cache on"]).success();
+    let md = note(&t, "md");
+    assert!(
+        md.contains("| `p95_ms` | 120 ms | 80 ms | -40 ms | -33.3% | step 1 -> step 3 |"),
+        "{md}"
+    );
+    assert!(md.contains("| Reason | CHG-42 cache on |"), "{md}");
+    assert!(md.contains("| Operator | tester on host"), "{md}");
+    assert!(md.contains("- Command (as journalled): `measure cat "), "the rendered command: {md}");
+    assert!(md.contains("| 2 | Turn on the cache | apply | alice | ok | 0 |"), "{md}");
+
+    assert!(out.stderr.contains("steps: 3 ok, 0 failed, 0 skipped, 0 rolled back"), "{out:?}");
+    assert!(out.stderr.contains("p95_ms: 120 ms -> 80 ms (-40 ms, -33.3%)"), "{out:?}");
+    let id = t.last_run_id();
+    let saved = t.state_dir().join("runs").join(&id).join("report.md");
+    assert!(out.stderr.contains(&format!("note: {}", saved.display())), "{out:?}");
+    let saved = std::fs::read_to_string(&saved).expect("run writes report.md");
+    assert!(saved.contains("| `p95_ms` | 120 ms | 80 ms |"), "{saved}");
+}
+
+#[test]
+fn a_failed_runs_note_lists_its_rollbacks_in_the_order_they_ran() {
+    let t = Runbook::new();
+    t.file("rb.toml", FAILING);
+    t.run(&["run", "rb.toml", "--yes"]).code(3);
+    assert_eq!(t.read("trail"), "run 1\nrun 2\nrun 3\nundo 3\nundo 2\nundo 1\n");
+    let md = note(&t, "md");
+    let section =
+        md.split("## Rollbacks, in the order they ran").nth(1).expect("a rollbacks section");
+    let at = |s: &str| section.find(s).unwrap_or_else(|| panic!("{s:?} missing: {md}"));
+    assert!(at("1. step 3 Third change: **ok**") < at("1. step 2 Second change: **ok**"), "{md}");
+    assert!(at("1. step 2 Second change") < at("1. step 1 First change: **ok**"), "{md}");
+    assert!(section.contains("command: `echo undo 3 >> "), "{md}");
+    assert!(section.contains("why: step 3 failed"), "{md}");
+    assert!(md.contains("# Run note: three (rolled back)"), "{md}");
+    assert!(md.contains("| Result | rolled back (exit 3) |"), "{md}");
+    assert!(md.contains("| Now | rolled back |"), "{md}");
+    assert!(md.contains("Actual: expected exit 0, got exit 7"), "{md}");
+    assert!(md.contains("Nothing is left applied: every change this run made was rolled back."));
+    assert!(!md.contains("runbook rollback "), "nothing to roll back: {md}");
+}
+
+#[test]
+fn a_successful_runs_note_gives_the_exact_rollback_command() {
+    let t = Runbook::new();
+    t.file("rb.toml", &FAILING.replace(" && exit 7", ""));
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let id = t.last_run_id();
+    let md = note(&t, "md");
+    assert!(md.contains(&format!("```sh\nrunbook rollback {id}\n```")), "{md}");
+    let undo = md.split("## How to undo").nth(1).unwrap();
+    let at = |s: &str| undo.find(s).unwrap_or_else(|| panic!("{s:?} missing: {md}"));
+    assert!(at("1. step 3 Third change") < at("1. step 2") && at("1. step 2") < at("1. step 1"));
+
+    // The command in the note is the one that works.
+    t.run(&["rollback", &id, "--yes"]).success();
+    assert!(t.read("trail").ends_with("undo 3\nundo 2\nundo 1\n"));
+    let md = note(&t, "md");
+    assert!(md.contains("a rollback of this run (runbook rollback) ended: rolled back."), "{md}");
+    assert!(md.contains("Nothing is left applied"), "{md}");
+    assert!(md.contains("| Result | succeeded (exit 0) |\n| Now | rolled back |"), "{md}");
+}
+
+#[test]
+fn journal_text_is_escaped_in_html_and_markdown() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        r#"
+[runbook]
+name = "escape"
+
+[[step]]
+title = "<script>alert('title')</script> & co"
+kind = "check"
+run = "echo '<script>alert(\"out\")</script>'"
+"#,
+    );
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let html = note(&t, "html");
+    assert!(!html.contains("<script"), "no journal text becomes a tag: {html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt; &amp; co"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;script&gt;alert(&quot;out&quot;)&lt;/script&gt;"), "{html}");
+    let md = note(&t, "md");
+    assert!(md.contains("### 1. \\<script\\>alert('title')\\</script\\> & co"), "{md}");
+}
+
+#[test]
+fn a_run_with_no_recorded_end_says_so() {
+    let t = Runbook::new();
+    t.file("rb.toml", FAILING.replace(" && exit 7", "").as_str());
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let id = t.last_run_id();
+    // As if the process died during step 3: its result and the run's end never reached the disk.
+    let journal = t.state_dir().join("runs").join(&id).join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: Vec<&str> =
+        text.lines().take_while(|l| !l.contains("\"step_finished\",\"step\":3")).collect();
+    std::fs::write(&journal, kept.join("\n") + "\n{\"ts\":\"torn").unwrap();
+    let md = note(&t, "md");
+    assert!(md.contains("This run has no recorded end: it was interrupted or its process died."));
+    assert!(md.contains("It stopped during step 3 (Third change)."), "{md}");
+    assert!(md.contains("| Ended | not recorded |"), "{md}");
+    assert!(md.contains("journal's last line was torn"), "{md}");
+    assert!(md.contains(&format!("runbook rollback {id}")), "steps 1-3 may be applied: {md}");
+}
+
+#[test]
+fn report_of_an_unknown_run_is_a_clear_error() {
+    let t = Runbook::new();
+    let out = t.run(&["report", "nosuchrun"]).code(1);
+    assert!(out.stderr.contains("no run \"nosuchrun\""), "{out:?}");
+    assert!(out.stderr.contains("runbook history"), "says where ids come from: {out:?}");
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn out_writes_the_note_to_a_file() {
+    let t = Runbook::new();
+    t.file("rb.toml", MEASURED);
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let out = t.run(&["report", "last", "--out", "note.md"]).success();
+    assert_eq!(out.stdout, "", "the note goes to the file only");
+    assert!(out.stderr.contains("note.md"), "{out:?}");
+    let md = t.read("note.md");
+    assert!(md.starts_with("# Run note: latency (succeeded)"), "{md}");
+    assert_eq!(md, note(&t, "md"));
+}
+
+#[test]
+fn the_html_note_renders_in_headless_chromium() {
+    let chromium = which("chromium").unwrap_or_else(|| {
+        panic!("chromium is not on PATH: install chromium (scripts/test.sh does)")
+    });
+    let t = Runbook::new();
+    t.file("rb.toml", MEASURED);
+    t.run(&["run", "rb.toml", "--yes", "--reason", "CHG-42"]).success();
+    let page = t.path().join("note.html");
+    t.run(&["report", "last", "--format", "html", "--out", "note.html"]).success();
+    let html = std::fs::read_to_string(&page).unwrap();
+    for external in ["<script", "<link", "src=", "http://", "https://", "@import"] {
+        assert!(!html.contains(external), "self-contained, no {external:?}");
+    }
+
+    let dom = headless(&chromium, t.path(), &["--dump-dom".into(), file_url(&page)]);
+    let dom = String::from_utf8_lossy(&dom);
+    assert!(
+        dom.contains(
+            "<td><code>p95_ms</code></td><td class=\"num\">120 ms</td><td class=\"num\">80 ms</td>"
+        ),
+        "the metric row: {dom}"
+    );
+    assert!(dom.contains("-40 ms") && dom.contains("-33.3%"), "{dom}");
+    for title in ["Measure p95 before", "Turn on the cache", "Measure p95 after"] {
+        assert!(dom.contains(&format!("<span class=\"title\">{title}</span>")), "{title}: {dom}");
+    }
+    assert!(dom.contains(&format!("runbook rollback {}", t.last_run_id())), "{dom}");
+
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-note.png");
+    let _ = std::fs::remove_file(&png);
+    let args = [
+        format!("--screenshot={}", png.display()),
+        "--window-size=1100,1800".into(),
+        "--hide-scrollbars".into(),
+        file_url(&page),
+    ];
+    headless(&chromium, t.path(), &args);
+    let shot = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000, "a real picture at {png:?}");
+    eprintln!("screenshot of the HTML note: {}", png.display());
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// Run headless Chromium with no network or profile side effects, at most a minute; its stdout.
+fn headless(chromium: &Path, dir: &Path, args: &[String]) -> Vec<u8> {
+    let profile = dir.join("chromium-profile");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let reader = {
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut buf).map(|_| buf)
+        })
+    };
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut buf);
+        buf
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium took over a minute: {}", errors.join().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let errors = errors.join().unwrap_or_default();
+    assert!(status.success(), "chromium failed ({status}): {errors}");
+    reader.join().unwrap().expect("chromium's output")
+}
