@@ -1,0 +1,94 @@
+//! One run at a time per runbook and environment: an exclusive `flock` on a file in the state
+//! directory. The kernel drops the lock when its holder dies, so a lock left by a crashed run is
+//! stale by construction; the file keeps who held it, for the refusal message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Refused;
+
+/// Who holds (or last held) a lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub operator: String,
+    pub host: String,
+    pub pid: u32,
+    pub since: DateTime<Utc>,
+    pub run_id: String,
+}
+
+/// Held until dropped (or the process ends).
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    pub path: PathBuf,
+    /// Set when the previous holder died without releasing the lock.
+    pub stale: Option<Holder>,
+}
+
+pub fn lock_path(state_dir: &Path, name: &str, env: Option<&str>) -> PathBuf {
+    let slug = |s: &str| -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    };
+    state_dir.join("locks").join(format!("{}@{}.lock", slug(name), slug(env.unwrap_or("default"))))
+}
+
+/// Take the lock for this runbook and environment, or refuse naming who holds it.
+pub fn acquire(path: &Path, holder: &Holder) -> Result<RunLock> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    let previous = read_holder(&mut file);
+    // SAFETY: flock on a file descriptor we own.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(refusal(previous.as_ref()).into());
+    }
+    // A clean release empties the file, so a holder still written there died holding the lock.
+    let stale = previous;
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&serde_json::to_vec(holder)?)?;
+    file.sync_data()?;
+    Ok(RunLock { file, path: path.to_path_buf(), stale })
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+fn read_holder(file: &mut File) -> Option<Holder> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn refusal(holder: Option<&Holder>) -> Refused {
+    match holder {
+        Some(h) => Refused(format!(
+            "this runbook is already running in this environment: {} on {} since {} (run {}, pid {}); wait for it to finish, or look at it with `runbook show {}`",
+            h.operator,
+            h.host,
+            h.since.format("%Y-%m-%d %H:%M:%SZ"),
+            h.run_id,
+            h.pid,
+            h.run_id
+        )),
+        None => Refused("this runbook is already running in this environment (holder unknown)".into()),
+    }
+}
