@@ -34,6 +34,16 @@ pub enum Command {
     },
     /// Run a runbook, asking before each step
     Run(RunArgs),
+    /// Rehearse: run every step, then every rollback in reverse, and check both
+    Rehearse(RehearseArgs),
+    /// Continue an interrupted run from its journal
+    Resume {
+        /// A run id, a unique prefix of one, or `last`
+        run: String,
+        /// Do not ask: run the step that was in flight again, then the rest
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// List past runs, newest first
     History {
         #[arg(long)]
@@ -104,6 +114,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "STEP")]
     pub to: Option<String>,
     /// Why this run happens; recorded in the journal and the report
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Run although the environment's rehearsal gate refuses; needs --reason, which is recorded
+    #[arg(long, requires = "reason")]
+    pub override_gate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
+    /// Run unattended: no prompts; a failure rolls back
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Why this rehearsal happens; recorded in the journal and the report
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
 }

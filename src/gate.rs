@@ -83,7 +83,10 @@ pub fn check(rb: &Runbook, gate: &Gate, history: &[Rehearsal], now: DateTime<Utc
                 r.ts.format("%Y-%m-%d %H:%M:%SZ"),
                 r.run_id
             )),
-            None => Verdict::Refuse(format!("this runbook has never passed a rehearsal in {}", gate.env)),
+            None => Verdict::Refuse(format!(
+                "this runbook has never passed a rehearsal in {}",
+                gate.env
+            )),
         },
     }
 }

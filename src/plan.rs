@@ -168,8 +168,9 @@ pub struct Plan {
     pub operator: String,
     /// Name, value as it may be shown (secrets as `***`).
     pub vars: BTreeMap<String, String>,
-    /// Secret values, handed to commands as environment variables.
-    pub secret_env: Vec<(String, String)>,
+    /// Handed to every step's commands: the secrets (`RUNBOOK_SECRET_NAME`) and `RUNBOOK_RUN_ID`,
+    /// by which `resume` finds a step's processes that outlived the engine.
+    pub step_env: Vec<(String, String)>,
     pub masker: Masker,
     pub steps: Vec<PlannedStep>,
 }
@@ -209,6 +210,8 @@ impl Plan {
             .map(|(k, v)| (secret_env_name(k), v.text.clone()))
             .collect();
         let masker = Masker::new(secret_env.iter().map(|(_, v)| v.clone()));
+        let mut step_env = secret_env;
+        step_env.push(("RUNBOOK_RUN_ID".into(), ctx.run_id.clone()));
         let shown = values
             .iter()
             .map(|(k, v)| (k.clone(), if v.secret { MASK.to_string() } else { v.text.clone() }))
@@ -224,7 +227,7 @@ impl Plan {
             run_dir: ctx.run_dir,
             operator: ctx.operator,
             vars: shown,
-            secret_env,
+            step_env,
             masker,
             steps,
         })

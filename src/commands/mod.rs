@@ -4,6 +4,7 @@ mod check;
 mod history;
 mod plan;
 mod report;
+mod resume;
 mod rollback;
 mod run;
 
@@ -14,15 +15,42 @@ use crate::journal::Store;
 use crate::journal::store::state_dir;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
+    if prints_only(&cli.command) {
+        die_quietly_on_broken_pipe();
+    }
     let store = Store::new(state_dir(cli.state_dir.as_deref()));
     match cli.command {
         Command::Check { files } => Ok(check::run(&files)),
         Command::Plan { file, target } => plan::run(&file, &target),
         Command::Run(args) => run::run(&args, &store),
+        Command::Rehearse(args) => run::rehearse(&args, &store),
+        Command::Resume { run, yes } => resume::run(&store, &run, yes),
         Command::History { json, limit } => history::history(&store, json, limit),
         Command::Show { run, json } => history::show(&store, &run, json),
         Command::Logs { run, step, json } => history::logs(&store, &run, step.as_deref(), json),
         Command::Rollback { run, yes } => rollback::run(&store, &run, yes),
         Command::Report { run, format, out } => report::run(&store, &run, &format, out.as_deref()),
+    }
+}
+
+/// Commands that only print: `runbook history | head` must end quietly, not panic.
+fn prints_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Check { .. }
+            | Command::Plan { .. }
+            | Command::History { .. }
+            | Command::Show { .. }
+            | Command::Logs { .. }
+            | Command::Report { .. }
+    )
+}
+
+/// Restore the default SIGPIPE (Rust ignores it) so a closed pipe ends the process like any Unix
+/// tool. Not for commands that run steps: a closed stdout must never stop a deploy halfway.
+fn die_quietly_on_broken_pipe() {
+    // SAFETY: setting a signal's disposition to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -1,44 +1,81 @@
-//! `runbook run FILE`: check, plan, refuse what cannot work, then hand the plan to the engine.
+//! `runbook run FILE` and `runbook rehearse FILE`: check, plan, refuse what cannot work (no
+//! terminal, the rehearsal gate, a run already going), take the lock, then hand the plan to the
+//! engine.
 
 use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::cli::RunArgs;
+use crate::cli::{RehearseArgs, RunArgs, Target};
 use crate::engine::operator::{Operator, Terminal, Unattended};
 use crate::engine::{Engine, RunEnd};
+use crate::gate::{self, Rehearsal, Verdict};
+use crate::journal::lock::{self, Holder, RunLock};
 use crate::journal::{Event, RunStarted, RunStatus, StepInfo, Store, Writer};
 use crate::plan::{Context, Plan, Work};
 use crate::runbook::{Runbook, load};
 use crate::ui::Ui;
 use crate::{Refused, signals};
 
+/// What `run` and `rehearse` share, from their command lines.
+struct Launch<'a> {
+    file: &'a Path,
+    target: &'a Target,
+    yes: bool,
+    reason: Option<String>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    override_gate: bool,
+    rehearse: bool,
+}
+
 pub fn run(args: &RunArgs, store: &Store) -> Result<i32> {
-    let rb = load(&args.file)?;
+    launch(
+        &Launch {
+            file: &args.file,
+            target: &args.target,
+            yes: args.yes,
+            reason: args.reason.clone(),
+            from: args.from.as_deref(),
+            to: args.to.as_deref(),
+            override_gate: args.override_gate,
+            rehearse: false,
+        },
+        store,
+    )
+}
+
+pub fn rehearse(args: &RehearseArgs, store: &Store) -> Result<i32> {
+    launch(
+        &Launch {
+            file: &args.file,
+            target: &args.target,
+            yes: args.yes,
+            reason: args.reason.clone(),
+            from: None,
+            to: None,
+            override_gate: false,
+            rehearse: true,
+        },
+        store,
+    )
+}
+
+fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
+    let rb = load(l.file)?;
     let terminal = std::io::stdin().is_terminal();
-    if !args.yes && !terminal {
+    if !l.yes && !terminal {
         return Err(Refused(
             "there is no terminal to ask before each step; run on a terminal, or pass --yes to run unattended (a failure then rolls back)".into(),
         )
         .into());
     }
+    let overridden = if l.rehearse { None } else { check_gate(&rb, l, store)? };
     let (run_id, run_dir) = store.create_run(&rb.name)?;
-    let operator_name = crate::operator();
-    let mut term = Terminal;
-    let mut ask = |label: &str| term.secret(label);
-    let built = Plan::build(
-        &rb,
-        Context {
-            env: args.target.env.as_deref(),
-            overrides: &args.target.vars,
-            run_id: run_id.clone(),
-            run_dir: run_dir.clone(),
-            operator: operator_name,
-            ask_secret: if terminal { Some(&mut ask) } else { None },
-            dry: false,
-        },
-    );
-    let plan = match built.and_then(|p| select(&p, args).map(|r| (p, r))) {
+    let prepared = prepare(&rb, l, store, &run_id, &run_dir, terminal);
+    let (plan, range, lock) = match prepared {
         Ok(ok) => ok,
         Err(e) => {
             // Nothing ran: leave no empty run behind.
@@ -46,15 +83,88 @@ pub fn run(args: &RunArgs, store: &Store) -> Result<i32> {
             return Err(e);
         }
     };
-    let (plan, range) = plan;
-    execute(&rb, &plan, range, args)
+    let ui = Ui::new();
+    if let Some(h) = &lock.stale {
+        let since = h.since.format("%Y-%m-%d %H:%M:%SZ");
+        ui.say(&ui.warn(&format!(
+            "note: run {} ({} on {}, since {since}) died holding the lock; it was stale and is taken over (`runbook resume {}` continues that run)",
+            h.run_id, h.operator, h.host, h.run_id
+        )));
+    }
+    let code = execute(&ui, &rb, &plan, range, l, overridden, store.root())?;
+    drop(lock);
+    Ok(code)
+}
+
+fn prepare(
+    rb: &Runbook,
+    l: &Launch<'_>,
+    store: &Store,
+    run_id: &str,
+    run_dir: &Path,
+    terminal: bool,
+) -> Result<(Plan, Range<usize>, RunLock)> {
+    let mut term = Terminal;
+    let mut ask = |label: &str| term.secret(label);
+    let plan = Plan::build(
+        rb,
+        Context {
+            env: l.target.env.as_deref(),
+            overrides: &l.target.vars,
+            run_id: run_id.to_string(),
+            run_dir: run_dir.to_path_buf(),
+            operator: crate::operator(),
+            ask_secret: if terminal { Some(&mut ask) } else { None },
+            dry: false,
+        },
+    )?;
+    let range = select(&plan, l)?;
+    let holder = Holder {
+        operator: plan.operator.clone(),
+        host: crate::host(),
+        pid: std::process::id(),
+        since: chrono::Utc::now(),
+        run_id: run_id.to_string(),
+    };
+    let lock =
+        lock::acquire(&lock::lock_path(store.root(), &rb.name, plan.env.as_deref()), &holder)?;
+    Ok((plan, range, lock))
+}
+
+/// The environment's rehearsal gate: pass, refuse, or (with --override-gate) go ahead and say
+/// what was overridden.
+fn check_gate(rb: &Runbook, l: &Launch<'_>, store: &Store) -> Result<Option<Event>> {
+    let Some(env) = l.target.env.as_deref() else { return Ok(None) };
+    let Some(gate) = rb.envs.get(env).and_then(|e| e.require_rehearsal.as_ref()) else {
+        return Ok(None);
+    };
+    let history = gate::rehearsals(store.root(), &rb.name, &gate.env);
+    let refusal = match gate::check(rb, gate, &history, chrono::Utc::now()) {
+        Verdict::Pass(_) => return Ok(None),
+        Verdict::Refuse(why) => why,
+    };
+    let within = crate::runbook::duration::human(gate.within);
+    if !l.override_gate {
+        return Err(Refused(format!(
+            "{env} requires a passed rehearsal in {} within {within}: {refusal}. Rehearse it with `runbook rehearse {} --env {}`, or run anyway with --override-gate --reason TEXT (recorded)",
+            gate.env,
+            rb.path.display(),
+            gate.env
+        ))
+        .into());
+    }
+    Ok(Some(Event::GateOverridden {
+        required_env: gate.env.clone(),
+        within,
+        refusal,
+        reason: l.reason.clone().unwrap_or_default(),
+    }))
 }
 
 /// The steps `--from` and `--to` select, refusing unattended runs that need a person.
-fn select(plan: &Plan, args: &RunArgs) -> Result<std::ops::Range<usize>> {
-    let from = args.from.as_deref().map(|s| plan.step_index(s)).transpose()?.unwrap_or(0);
-    let to =
-        args.to.as_deref().map(|s| plan.step_index(s)).transpose()?.unwrap_or(plan.steps.len() - 1);
+fn select(plan: &Plan, l: &Launch<'_>) -> Result<Range<usize>> {
+    let from = l.from.map(|s| plan.step_index(s)).transpose()?.unwrap_or(0);
+    let to = l.to.map(|s| plan.step_index(s)).transpose()?.unwrap_or(plan.steps.len() - 1);
     if from > to {
         bail!(
             "--from {} comes after --to {}; expected the first step before the last",
@@ -62,7 +172,7 @@ fn select(plan: &Plan, args: &RunArgs) -> Result<std::ops::Range<usize>> {
             to + 1
         );
     }
-    if args.yes
+    if l.yes
         && let Some(s) = plan.steps[from..=to]
             .iter()
             .find(|s| matches!(s.work, Work::Manual { .. }) && s.excluded.is_none())
@@ -77,24 +187,57 @@ fn select(plan: &Plan, args: &RunArgs) -> Result<std::ops::Range<usize>> {
 }
 
 fn execute(
+    ui: &Ui,
     rb: &Runbook,
     plan: &Plan,
-    range: std::ops::Range<usize>,
-    args: &RunArgs,
+    range: Range<usize>,
+    l: &Launch<'_>,
+    overridden: Option<Event>,
+    state_dir: &Path,
 ) -> Result<i32> {
-    let ui = Ui::new();
+    let command = if l.rehearse { "rehearse" } else { "run" };
     let mut journal = Writer::open(&plan.run_dir.join("journal.jsonl"), 0)?;
-    journal.append(Event::RunStarted(run_started(rb, plan, "run", args.reason.clone())))?;
+    let mut started = run_started(rb, plan, command, l.reason.clone());
+    started.range = Some((range.start + 1, range.end));
+    journal.append(Event::RunStarted(started))?;
+    if let Some(event) = overridden {
+        ui.say(&ui.warn(
+            "The rehearsal gate is overridden; this is recorded in the journal and the note.",
+        ));
+        journal.append(event)?;
+    }
     signals::install();
     let env = plan.env.as_deref().map_or(String::new(), |e| format!(" in {e}"));
-    ui.say(&format!("{} {}{env}: run {}", ui.bold("runbook"), plan.name, plan.run_id));
+    ui.say(&format!("{} {}{env}: {command} {}", ui.bold("runbook"), plan.name, plan.run_id));
     let mut term = Terminal;
     let mut unattended = Unattended;
-    let operator: &mut dyn Operator = if args.yes { &mut unattended } else { &mut term };
-    let mut engine = Engine::new(plan, journal, &ui, operator, args.yes);
-    let end = engine.run(range)?;
-    summarize(&ui, plan, end);
+    let operator: &mut dyn Operator = if l.yes { &mut unattended } else { &mut term };
+    let mut engine = Engine::new(plan, journal, ui, operator, l.yes);
+    let end = if l.rehearse { engine.rehearse()? } else { engine.run(range)? };
+    if end.status == RunStatus::Rehearsed {
+        record_rehearsal(ui, plan, state_dir)?;
+    }
+    summarize(ui, plan, end);
     Ok(end.code)
+}
+
+fn record_rehearsal(ui: &Ui, plan: &Plan, state_dir: &Path) -> Result<()> {
+    let Some(env) = plan.env.clone() else {
+        ui.say("note: rehearsed without --env, so no environment's gate can count it");
+        return Ok(());
+    };
+    gate::record(
+        state_dir,
+        &Rehearsal {
+            ts: chrono::Utc::now(),
+            name: plan.name.clone(),
+            hash: plan.hash.clone(),
+            env,
+            run_id: plan.run_id.clone(),
+            operator: plan.operator.clone(),
+            host: crate::host(),
+        },
+    )
 }
 
 pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<String>) -> RunStarted {
@@ -126,13 +269,14 @@ pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<Stri
                 irreversible: s.irreversible.clone(),
             })
             .collect(),
+        range: None,
     }
 }
 
-fn summarize(ui: &Ui, plan: &Plan, end: RunEnd) {
+pub(crate) fn summarize(ui: &Ui, plan: &Plan, end: RunEnd) {
     let label = end.status.label();
     let line = match end.status {
-        RunStatus::Succeeded => ui.good(label),
+        RunStatus::Succeeded | RunStatus::Rehearsed => ui.good(label),
         RunStatus::RolledBack | RunStatus::Aborted | RunStatus::Interrupted => ui.warn(label),
         _ => ui.bad(label),
     };

@@ -73,6 +73,52 @@ impl<'a> Engine<'a> {
         self.finish(RunEnd { status: RunStatus::Succeeded, code: code::OK })
     }
 
+    /// Continue a run from its journal: `applied` are the steps that already ran, in order.
+    pub fn with_applied(mut self, applied: Vec<usize>) -> Engine<'a> {
+        self.applied = applied;
+        self
+    }
+
+    /// Resume by rolling back: the step that was in flight first, then the applied ones.
+    pub fn resume_rollback(&mut self, in_flight: Option<usize>) -> Result<RunEnd> {
+        let end = self.rollback(in_flight, "rollback chosen at resume")?;
+        self.finish(end)
+    }
+
+    /// The operator says the in-flight step did complete: record it as done.
+    pub fn mark_done(&mut self, idx: usize) -> Result<()> {
+        let plan = self.plan;
+        let step = &plan.steps[idx];
+        let result = StepResult {
+            outcome: Outcome::Ok,
+            exit_code: None,
+            duration: std::time::Duration::ZERO,
+            check: "marked done by the operator at resume".into(),
+            output_tail: String::new(),
+            details: None,
+        };
+        self.record_finish(step, 0, &result)?;
+        self.applied.push(idx);
+        Ok(())
+    }
+
+    /// A rehearsal: every step, then every rollback newest first (each verified where the step
+    /// says how). It passes only when both halves do.
+    pub fn rehearse(&mut self) -> Result<RunEnd> {
+        for idx in 0..self.total() {
+            if let Next::Stop(end) = self.step(idx)? {
+                return self.finish(end);
+            }
+        }
+        self.say(&self.ui.bold("Every step passed. Now every rollback, newest first."));
+        let end = self.rollback(None, "rehearsal: exercising every rollback")?;
+        let end = match end.status {
+            RunStatus::RolledBack => RunEnd { status: RunStatus::Rehearsed, code: code::OK },
+            _ => end,
+        };
+        self.finish(end)
+    }
+
     fn total(&self) -> usize {
         self.plan.steps.len()
     }
@@ -269,7 +315,7 @@ impl<'a> Engine<'a> {
         let ctx = StepContext {
             ui: self.ui,
             masker: &self.plan.masker,
-            env: &self.plan.secret_env,
+            env: &self.plan.step_env,
             interrupt: &signals::INTERRUPTED,
             log_path: log,
             echo: true,
@@ -340,9 +386,14 @@ impl<'a> Engine<'a> {
             self.plan.masker.mask(&work.summary())
         ));
         let label = format!("rollback of step {}", step.number);
-        let result = self
+        let mut result = self
             .run_work(work, &Expect::default(), &log_path, &label)
             .unwrap_or_else(|e| failed_to_start(&e));
+        if result.outcome == Outcome::Ok
+            && let Some(verify) = &step.verify_rollback
+        {
+            self.verify(step, verify, &mut result);
+        }
         let ok = result.outcome == Outcome::Ok;
         self.journal.append(Event::RollbackFinished {
             step: step.number,
@@ -359,6 +410,20 @@ impl<'a> Engine<'a> {
         };
         self.say(&format!("{mark} step {} ({})", step.number, result.check));
         Ok(ok)
+    }
+
+    /// `verify_rollback`: the rollback only counts when this check passes after it.
+    fn verify(&self, step: &PlannedStep, verify: &Work, result: &mut StepResult) {
+        let (log_path, _) = self.log_path(step.number, "verify");
+        let label = format!("verifying the rollback of step {}", step.number);
+        let check = self
+            .run_work(verify, &Expect::default(), &log_path, &label)
+            .unwrap_or_else(|e| failed_to_start(&e));
+        let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
+        result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);
+        if check.outcome != Outcome::Ok {
+            result.outcome = Outcome::Failed;
+        }
     }
 
     /// A rollback failed: say plainly what is still applied and what to run by hand.

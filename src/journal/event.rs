@@ -70,6 +70,19 @@ pub enum Event {
         step: Option<usize>,
         signal: String,
     },
+    /// `--override-gate`: the run went ahead without the rehearsal its environment requires.
+    GateOverridden {
+        required_env: String,
+        within: String,
+        refusal: String,
+        reason: String,
+    },
+    /// A later `runbook resume` took the run over.
+    Resumed {
+        operator: String,
+        host: String,
+        pid: u32,
+    },
     RunFinished {
         status: RunStatus,
         exit_code: i32,
@@ -93,6 +106,9 @@ pub struct RunStarted {
     /// Variable values as used, secrets shown as `***`.
     pub vars: BTreeMap<String, String>,
     pub steps: Vec<StepInfo>,
+    /// The steps selected by --from/--to, as numbers (all of them when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(usize, usize)>,
 }
 
 /// What a run knows of each step of its runbook.
@@ -120,6 +136,8 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Succeeded,
+    /// A rehearsal: every step ran and every rollback (and its verification) passed.
+    Rehearsed,
     RolledBack,
     RollbackFailed,
     Aborted,
@@ -131,6 +149,7 @@ impl RunStatus {
     pub fn label(self) -> &'static str {
         match self {
             RunStatus::Succeeded => "succeeded",
+            RunStatus::Rehearsed => "rehearsed: steps and rollbacks passed",
             RunStatus::RolledBack => "rolled back",
             RunStatus::RollbackFailed => "ROLLBACK FAILED",
             RunStatus::Aborted => "aborted",

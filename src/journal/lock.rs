@@ -34,7 +34,9 @@ pub struct RunLock {
 
 pub fn lock_path(state_dir: &Path, name: &str, env: Option<&str>) -> PathBuf {
     let slug = |s: &str| -> String {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect()
     };
     state_dir.join("locks").join(format!("{}@{}.lock", slug(name), slug(env.unwrap_or("default"))))
 }
@@ -89,6 +91,8 @@ fn refusal(holder: Option<&Holder>) -> Refused {
             h.pid,
             h.run_id
         )),
-        None => Refused("this runbook is already running in this environment (holder unknown)".into()),
+        None => {
+            Refused("this runbook is already running in this environment (holder unknown)".into())
+        }
     }
 }

@@ -88,6 +88,10 @@ pub struct RunState {
     pub finished: Option<(RunStatus, i32)>,
     pub interrupted: Option<String>,
     pub torn_line: bool,
+    /// Operators who resumed the run after it stopped.
+    pub resumed_by: Vec<String>,
+    /// The reason given with `--override-gate`, when the gate was overridden.
+    pub gate_overridden: Option<String>,
     pub records: Vec<Record>,
 }
 
@@ -173,6 +177,8 @@ fn replay(dir: &Path, records: Vec<Record>, torn_line: bool) -> Result<RunState>
         finished: None,
         interrupted: None,
         torn_line,
+        resumed_by: Vec::new(),
+        gate_overridden: None,
         records: Vec::new(),
     };
     for record in &records {
@@ -232,6 +238,14 @@ fn apply(state: &mut RunState, record: &Record) {
         Event::RunFinished { status, exit_code, .. } => {
             state.finished = Some((*status, *exit_code))
         }
+        Event::Resumed { operator, host, pid } => {
+            state.started.pid = *pid;
+            state.started.host = host.clone();
+            state.resumed_by.push(operator.clone());
+            state.finished = None;
+            state.interrupted = None;
+        }
+        Event::GateOverridden { reason, .. } => state.gate_overridden = Some(reason.clone()),
         Event::Prompt { .. } => {}
     }
 }

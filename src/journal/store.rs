@@ -33,11 +33,16 @@ impl Store {
         Store { root }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }
 
-    /// Make a folder for a new run. Ids sort by start time: `20261123T054700Z-upload-limits-3f9a`.
+    /// Make a folder for a new run. Ids sort by start time, to the millisecond, so two runs in
+    /// the same second still list newest first: `20261123T054700.123Z-upload-limits-3f9a`.
     pub fn create_run(&self, name: &str) -> Result<(String, PathBuf)> {
         let runs = self.runs_dir();
         std::fs::create_dir_all(&runs).with_context(|| {
@@ -47,7 +52,7 @@ impl Store {
             )
         })?;
         check_writable(&runs)?;
-        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
         let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })

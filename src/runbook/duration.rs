@@ -34,11 +34,24 @@ pub fn parse(text: &str) -> Option<Duration> {
 /// Print a duration the short way people read it: `850ms`, `12.3s`, `4m05s`.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
+    let secs = d.as_secs();
     match ms {
         0..=999 => format!("{ms}ms"),
         1_000..=59_999 => format!("{:.1}s", d.as_secs_f64()),
-        _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        60_000..=3_599_999 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3_600_000..=86_399_999 => trim_zero(format!("{}h{:02}m", secs / 3600, (secs / 60) % 60)),
+        _ => trim_zero(format!("{}d{}h", secs / 86_400, (secs / 3600) % 24)),
     }
+}
+
+/// `7d0h` reads better as `7d`, `2h00m` as `2h`.
+fn trim_zero(text: String) -> String {
+    for zero in ["00m", "0h"] {
+        if let Some(t) = text.strip_suffix(zero) {
+            return t.to_string();
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -52,6 +65,15 @@ mod tests {
         assert_eq!(parse("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse("7d"), Some(Duration::from_secs(7 * 86400)));
         assert_eq!(parse("250ms"), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn prints_the_way_people_read() {
+        assert_eq!(human(Duration::from_millis(850)), "850ms");
+        assert_eq!(human(Duration::from_secs(125)), "2m05s");
+        assert_eq!(human(Duration::from_secs(7200)), "2h");
+        assert_eq!(human(Duration::from_secs(7 * 86400)), "7d");
+        assert_eq!(human(Duration::from_secs(86400 + 3 * 3600)), "1d3h");
     }
 
     #[test]

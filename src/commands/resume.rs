@@ -1,0 +1,276 @@
+//! `runbook resume RUN`: continue a run that stopped without an end (a crash, a closed terminal,
+//! SIGKILL). Completed steps are not run again; the step that was in flight is shown with its
+//! last output and the operator decides: run it again, mark it done, or roll back from there.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::engine::operator::{
+    ABORT, Answer, Choice, DONE, Operator, ROLLBACK, RUN, Terminal, Unattended,
+};
+use crate::engine::{Engine, code};
+use crate::journal::lock::{self, Holder};
+use crate::journal::{Event, RunState, StepStatus, Store, Writer, reader};
+use crate::plan::{Context, Plan};
+use crate::runbook::{load, validate::BUILTINS};
+use crate::secret::MASK;
+use crate::ui::Ui;
+use crate::{Refused, signals};
+
+const STOP: Choice = Choice("stop");
+const WAIT: Choice = Choice("wait");
+
+pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
+    let run = store.find(wanted)?;
+    refuse_unresumable(&run)?;
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(Refused("there is no terminal to ask how to resume; pass --yes (it runs the in-flight step again)".into()).into());
+    }
+    let rb = load(Path::new(&run.started.runbook))?;
+    if rb.hash != run.started.hash {
+        return Err(Refused(format!(
+            "{} changed since run {} started (sha256 {} then, {} now); resume needs the same revision. To undo what the run did: runbook rollback {}",
+            run.started.runbook,
+            run.id,
+            &run.started.hash[..12],
+            &rb.hash[..12],
+            run.id
+        ))
+        .into());
+    }
+    let plan = rebuild_plan(&rb, &run)?;
+    let _lock = lock::acquire(
+        &lock::lock_path(store.root(), &rb.name, plan.env.as_deref()),
+        &Holder {
+            operator: plan.operator.clone(),
+            host: crate::host(),
+            pid: std::process::id(),
+            since: chrono::Utc::now(),
+            run_id: run.id.clone(),
+        },
+    )?;
+    let mut journal = Writer::open(&run.dir.join("journal.jsonl"), run.last_seq)?;
+    journal.append(Event::Resumed {
+        operator: plan.operator.clone(),
+        host: crate::host(),
+        pid: std::process::id(),
+    })?;
+    signals::install();
+    continue_run(&run, &plan, journal, yes)
+}
+
+fn refuse_unresumable(run: &RunState) -> Result<()> {
+    if let Some((status, _)) = run.finished {
+        bail!(Refused(format!(
+            "run {} already finished ({}); nothing to resume{}",
+            run.id,
+            status.label(),
+            if run.applied_newest_first().is_empty() {
+                String::new()
+            } else {
+                format!(". To undo it: runbook rollback {}", run.id)
+            }
+        )));
+    }
+    if reader::process_alive(run.started.pid) && run.started.host == crate::host() {
+        bail!(Refused(format!(
+            "run {} is still running (pid {}); it cannot be resumed while it runs",
+            run.id, run.started.pid
+        )));
+    }
+    if run.steps.values().any(|s| {
+        matches!(
+            s.status,
+            StepStatus::RollingBack | StepStatus::RolledBack | StepStatus::RollbackFailed
+        )
+    }) {
+        bail!(Refused(format!(
+            "run {} stopped while rolling back; finish the rollback with: runbook rollback {}",
+            run.id, run.id
+        )));
+    }
+    Ok(())
+}
+
+/// The plan as it was: same run id and folder, same environment, and the variable values the
+/// run recorded (secrets are looked up again, since the journal never held them).
+fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Result<Plan> {
+    let overrides: Vec<(String, String)> = run
+        .started
+        .vars
+        .iter()
+        .filter(|(k, v)| !BUILTINS.contains(&k.as_str()) && v.as_str() != MASK)
+        .filter(|(k, _)| {
+            rb.vars
+                .iter()
+                .chain(rb.envs.values().flat_map(|e| e.vars.iter()))
+                .any(|d| &d.name == *k && !d.secret)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut term = Terminal;
+    let mut ask = |label: &str| term.secret(label);
+    let terminal = std::io::stdin().is_terminal();
+    Plan::build(
+        rb,
+        Context {
+            env: run.started.env.as_deref(),
+            overrides: &overrides,
+            run_id: run.id.clone(),
+            run_dir: run.dir.clone(),
+            operator: crate::operator(),
+            ask_secret: if terminal { Some(&mut ask) } else { None },
+            dry: false,
+        },
+    )
+}
+
+fn continue_run(run: &RunState, plan: &Plan, journal: Writer, yes: bool) -> Result<i32> {
+    let ui = Ui::new();
+    let (first, last) = run.started.range.unwrap_or((1, plan.steps.len()));
+    let applied = applied_in_order(run);
+    let in_flight =
+        run.steps.values().find(|s| s.status == StepStatus::InFlight).map(|s| s.number - 1);
+    let next = (first - 1..last)
+        .find(|i| {
+            run.steps
+                .get(&(i + 1))
+                .is_some_and(|s| matches!(s.status, StepStatus::Pending | StepStatus::InFlight))
+        })
+        .unwrap_or(last);
+    ui.say(&format!("{} {}: resuming run {}", ui.bold("runbook"), plan.name, run.id));
+    ui.say(&format!("  done before the stop: {}", describe(&applied)));
+    let mut term = Terminal;
+    let mut unattended = Unattended;
+    let operator: &mut dyn Operator = if yes { &mut unattended } else { &mut term };
+    if let Some(idx) = in_flight {
+        show_in_flight(&ui, run, idx + 1);
+        settle_processes(&ui, run, yes, operator)?;
+    }
+    let choice = match in_flight {
+        Some(_) if yes => RUN,
+        Some(idx) => match operator.choose(
+            &format!("Step {} was in flight. What now?", idx + 1),
+            &[RUN, DONE, ROLLBACK, ABORT],
+        )? {
+            Answer::Chose(c) => c,
+            Answer::Interrupted => ABORT,
+        },
+        None => RUN,
+    };
+    let mut engine = Engine::new(plan, journal, &ui, operator, yes).with_applied(applied);
+    let end = match choice {
+        RUN => engine.run(next..last)?,
+        DONE => {
+            let idx = in_flight.unwrap_or(next);
+            engine.mark_done(idx)?;
+            engine.run(idx + 1..last)?
+        }
+        ROLLBACK => engine.resume_rollback(in_flight)?,
+        _ => {
+            ui.say("Nothing was run. The run stays open: `runbook resume` or `runbook rollback` it later.");
+            return Ok(code::ABORTED);
+        }
+    };
+    super::run::summarize(&ui, plan, end);
+    Ok(end.code)
+}
+
+/// Steps that succeeded, in the order they ran, as plan indices.
+fn applied_in_order(run: &RunState) -> Vec<usize> {
+    let mut done: Vec<usize> = run
+        .applied_newest_first()
+        .into_iter()
+        .filter(|s| s.status == StepStatus::Succeeded)
+        .map(|s| s.number - 1)
+        .collect();
+    done.reverse();
+    done
+}
+
+fn describe(applied: &[usize]) -> String {
+    if applied.is_empty() {
+        return "no step".into();
+    }
+    let n: Vec<String> = applied.iter().map(|i| (i + 1).to_string()).collect();
+    format!("steps {}", n.join(", "))
+}
+
+/// The in-flight step and the last lines it printed before the stop.
+fn show_in_flight(ui: &Ui, run: &RunState, number: usize) {
+    ui.say(&ui.warn(&format!(
+        "Step {number} ({}) was in flight when the run stopped.",
+        run.step_title(number)
+    )));
+    let log = run.steps.get(&number).and_then(|s| s.log.clone()).map(|l| run.dir.join(l));
+    let text = log.and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        ui.say("  (it printed nothing)");
+    }
+    ui.say("  its last output:");
+    for line in &lines[lines.len().saturating_sub(10)..] {
+        ui.say(&format!("  | {line}"));
+    }
+}
+
+/// Processes a step started may outlive the engine: find them by RUNBOOK_RUN_ID and, on the
+/// operator's word, wait for them or stop them. Unattended, they are stopped.
+fn settle_processes(ui: &Ui, run: &RunState, yes: bool, operator: &mut dyn Operator) -> Result<()> {
+    let pids = step_processes(&run.id);
+    if pids.is_empty() {
+        return Ok(());
+    }
+    ui.say(&ui.warn(&format!("Its processes are still running: pids {pids:?}")));
+    let choice = if yes {
+        STOP
+    } else {
+        match operator.choose("Wait for them to finish, or stop them?", &[WAIT, STOP])? {
+            Answer::Chose(c) => c,
+            Answer::Interrupted => {
+                bail!("interrupted while deciding about the step's processes; nothing was run")
+            }
+        }
+    };
+    if choice == STOP {
+        for pid in &pids {
+            // SAFETY: sending a signal to a process we found by its environment.
+            unsafe { libc::kill(*pid, libc::SIGTERM) };
+        }
+    }
+    let deadline = std::time::Instant::now()
+        + if choice == STOP { Duration::from_secs(5) } else { Duration::MAX / 4 };
+    while !step_processes(&run.id).is_empty() {
+        if signals::interrupted() {
+            bail!("interrupted while waiting for the step's processes; nothing was run");
+        }
+        if std::time::Instant::now() > deadline {
+            for pid in step_processes(&run.id) {
+                // SAFETY: as above; they ignored SIGTERM.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Processes whose environment carries this run's id.
+fn step_processes(run_id: &str) -> Vec<i32> {
+    let needle = format!("RUNBOOK_RUN_ID={run_id}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| *pid != std::process::id() as i32)
+        .filter(|pid| {
+            let environ: PathBuf = ["/proc", &pid.to_string(), "environ"].iter().collect();
+            std::fs::read(environ)
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
