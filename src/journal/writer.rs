@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -19,11 +20,14 @@ pub struct Writer {
 impl Writer {
     /// Open (or create) a journal for appending; `seq` continues from the events already there.
     pub fn open(path: &Path, seq: u64) -> Result<Writer> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the journal {}", path.display()))?;
+        end_torn_line(&mut file)
+            .with_context(|| format!("cannot repair the journal {}", path.display()))?;
         Ok(Writer { file, path: path.to_path_buf(), seq })
     }
 
@@ -42,6 +46,44 @@ impl Writer {
                 "cannot write the journal {} (disk full or not writable?); the run stops here",
                 self.path.display()
             )
-        })
+        })?;
+        fault::after_event();
+        Ok(())
     }
+}
+
+/// Fault injection for the crash tests: `RUNBOOK_FAULT_KILL_AFTER_EVENT=N` makes the process
+/// SIGKILL itself right after its Nth event of this process is on disk, the harshest crash
+/// there is, at a point a test can name.
+mod fault {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+    pub fn after_event() {
+        let limit = AFTER.get_or_init(|| {
+            std::env::var("RUNBOOK_FAULT_KILL_AFTER_EVENT").ok().and_then(|v| v.parse().ok())
+        });
+        let written = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
+        if *limit == Some(written) {
+            // SAFETY: the process kills itself; nothing after this runs.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A crash may have left half a line at the end. End it, so the next event starts a line of its
+/// own instead of being glued to the torn one and lost with it.
+fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
 }

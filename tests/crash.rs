@@ -1,0 +1,178 @@
+//! Nothing lost under faults: the engine is SIGKILLed right after each journal event in turn
+//! (`RUNBOOK_FAULT_KILL_AFTER_EVENT`), then the run is resumed or rolled back. Every journal must
+//! stay readable, and every step must have run exactly once, or twice when it was the one in
+//! flight at the crash (a resume runs that step again, as documented).
+
+use std::collections::BTreeMap;
+
+use crate::support::Runbook;
+
+const THREE: &str = r#"[runbook]
+name = "three"
+
+[vars]
+trail = "{{runbook_dir}}/trail"
+
+[[step]]
+title = "one"
+kind = "apply"
+run = "echo run 1 >> {{trail}}"
+rollback = "echo undo 1 >> {{trail}}"
+
+[[step]]
+title = "two"
+kind = "apply"
+run = "echo run 2 >> {{trail}}"
+rollback = "echo undo 2 >> {{trail}}"
+
+[[step]]
+title = "three"
+kind = "apply"
+run = "echo run 3 >> {{trail}}{{fail}}"
+rollback = "echo undo 3 >> {{trail}}"
+"#;
+
+fn runbook(fail: bool) -> String {
+    let fail = if fail { " && exit 1" } else { "" };
+    THREE.replace("{{fail}}", fail)
+}
+
+fn counts(trail: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for line in trail.lines() {
+        *out.entry(line.to_string()).or_default() += 1;
+    }
+    out
+}
+
+/// Which step the journal says was in flight, if any.
+fn in_flight(t: &Runbook) -> Option<u64> {
+    let show = t.run(&["show", "last", "--json"]).success();
+    let run: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] == "in_flight")
+        .and_then(|s| s["number"].as_u64())
+}
+
+#[test]
+fn killed_after_every_event_then_resumed_every_step_runs_once_or_is_in_doubt() {
+    // A clean run of three steps writes 1 + 3 * 2 + 1 = 8 events.
+    for kill_after in 1..=8 {
+        let t = Runbook::new();
+        t.file("rb.toml", &runbook(false));
+        let crashed = t
+            .command(&["run", "rb.toml", "--yes"])
+            .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", kill_after.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(crashed.status.code(), None, "killed by a signal after event {kill_after}");
+        let doubt = in_flight(&t);
+        let resumed = t.run(&["resume", "last", "--yes"]);
+        if kill_after == 8 {
+            assert_eq!(resumed.code, 5, "the run had finished: {resumed:?}");
+        } else {
+            assert_eq!(resumed.code, 0, "after event {kill_after}: {resumed:?}");
+        }
+        let seen = counts(&t.read("trail"));
+        for step in 1..=3u64 {
+            let runs = seen.get(&format!("run {step}")).copied().unwrap_or(0);
+            let allowed = if doubt == Some(step) { 1..=2 } else { 1..=1 };
+            assert!(
+                allowed.contains(&runs),
+                "after event {kill_after}: step {step} ran {runs} times; trail {seen:?}"
+            );
+        }
+        let events = t.journal();
+        assert_eq!(events.last().unwrap()["event"], "run_finished", "after event {kill_after}");
+    }
+}
+
+#[test]
+fn killed_during_a_rollback_then_rolled_back_every_applied_step_is_undone_once() {
+    // Failing run: run_started, 3 x (started, finished), then rollbacks of 3, 2, 1 (2 events
+    // each), run_finished: 14 events. Kill after each of the rollback events.
+    for kill_after in 8..=13 {
+        let t = Runbook::new();
+        t.file("rb.toml", &runbook(true));
+        let crashed = t
+            .command(&["run", "rb.toml", "--yes"])
+            .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", kill_after.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(crashed.status.code(), None, "killed after event {kill_after}");
+        let resume = t.run(&["resume", "last", "--yes"]).code(5);
+        assert!(resume.stderr.contains("stopped while rolling back"), "{resume:?}");
+        let rollback = t.run(&["rollback", "last", "--yes"]);
+        // After the last rollback_finished nothing is left to undo, and that is said plainly.
+        let expected = if kill_after == 13 { 5 } else { 0 };
+        assert_eq!(rollback.code, expected, "after event {kill_after}: {rollback:?}");
+        let seen = counts(&t.read("trail"));
+        for step in 1..=3 {
+            let undone = seen.get(&format!("undo {step}")).copied().unwrap_or(0);
+            assert!(
+                (1..=2).contains(&undone),
+                "after event {kill_after}: step {step} undone {undone} times; {seen:?}"
+            );
+        }
+        let again = t.run(&["rollback", "last", "--yes"]);
+        assert_eq!(again.code, 5, "a second rollback is refused: {again:?}");
+    }
+}
+
+#[test]
+fn a_crashed_run_can_be_rolled_back_instead_of_resumed() {
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    // After step 2 finished (event 5), before step 3 started.
+    let crashed = t
+        .command(&["run", "rb.toml", "--yes"])
+        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "5")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None);
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"three\"\n# the file changed; the journal's commands are used\n",
+    );
+    t.run(&["rollback", "last", "--yes"]).success();
+    assert_eq!(t.read("trail"), "run 1\nrun 2\nundo 2\nundo 1\n");
+}
+
+#[test]
+fn resume_refuses_a_changed_runbook_and_a_finished_run() {
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    let crashed = t
+        .command(&["run", "rb.toml", "--yes"])
+        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None);
+    t.file("rb.toml", &format!("{}\n# edited\n", runbook(false)));
+    let out = t.run(&["resume", "last", "--yes"]).code(5);
+    assert!(out.stderr.contains("changed since run"), "{out:?}");
+    assert!(out.stderr.contains("runbook rollback"), "{out:?}");
+
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let out = t.run(&["resume", "last", "--yes"]).code(5);
+    assert!(out.stderr.contains("already finished"), "{out:?}");
+}
+
+#[test]
+fn an_unwritable_state_directory_stops_before_any_step() {
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    // A path under a file can never be created, whoever runs the test (root ignores modes).
+    let out = t.run(&["run", "rb.toml", "--yes", "--state-dir", "/dev/null/state"]).code(1);
+    assert!(
+        out.stderr.contains("cannot create the state directory /dev/null/state/runs"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--state-dir or RUNBOOK_STATE_DIR"), "{out:?}");
+    assert!(!t.path().join("trail").exists(), "no step ran");
+}
