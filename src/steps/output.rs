@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -19,7 +19,9 @@ const MAX_LINE: usize = 64 * 1024;
 const TAIL_BYTES: usize = 4 * 1024;
 
 pub struct OutputSink<'a> {
-    log: BufWriter<File>,
+    /// Unbuffered: each piece is written as it comes, so `runbook logs` and `tail -f` show a
+    /// step while it runs.
+    log: File,
     masker: &'a Masker,
     ui: &'a Ui,
     echo: bool,
@@ -42,7 +44,7 @@ impl<'a> OutputSink<'a> {
         let file = File::create(log_path)
             .with_context(|| format!("cannot create the step log {}", log_path.display()))?;
         Ok(OutputSink {
-            log: BufWriter::with_capacity(64 * 1024, file),
+            log: file,
             masker,
             ui,
             echo,

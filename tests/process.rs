@@ -1,0 +1,525 @@
+//! Runs without a terminal: the refusal to start without `--yes`, timeouts that end a step's whole
+//! process group, streamed logs, failed rollbacks, retries, step ranges, variables and
+//! environments, the journal's shape, rolling back a past run, and reading runs back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Outcome, Runbook};
+
+const HEADER: &str = "[runbook]\nname = \"process\"\n\n";
+
+fn runbook(rb: &Runbook, steps: &str) -> PathBuf {
+    rb.file("rb.toml", &format!("{HEADER}{steps}"))
+}
+
+fn run_yes(rb: &Runbook, file: &Path, extra: &[&str]) -> Outcome {
+    let mut args = vec!["run", file.to_str().expect("a UTF-8 path"), "--yes"];
+    args.extend_from_slice(extra);
+    rb.run(&args)
+}
+
+fn events<'a>(journal: &'a [Value], name: &str) -> Vec<&'a Value> {
+    journal.iter().filter(|e| e["event"] == name).collect()
+}
+
+fn run_finished(journal: &[Value]) -> &Value {
+    events(journal, "run_finished").pop().expect("a run_finished event")
+}
+
+fn run_dirs(rb: &Runbook) -> Vec<PathBuf> {
+    match std::fs::read_dir(rb.state_dir().join("runs")) {
+        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The one run folder of this test, for tests that watch a run while it goes on.
+fn only_run_dir(rb: &Runbook) -> PathBuf {
+    let dirs = run_dirs(rb);
+    assert_eq!(dirs.len(), 1, "expected one run folder: {dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+/// Poll until `ready` holds, or fail after a while.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A run in the background. If the test fails first, the run is stopped (SIGTERM, which also
+/// ends its step's process group) rather than left waiting for ever.
+struct Background(Child);
+
+impl Background {
+    fn wait(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for runbook") {
+                return status.code().expect("runbook exited with a code");
+            }
+            assert!(Instant::now() < deadline, "runbook did not finish within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(self.0.id() as i32, signal) };
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.signal(libc::SIGTERM);
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Start `runbook run FILE --yes` in the background, with no terminal.
+fn spawn_yes(rb: &Runbook, file: &Path) -> Background {
+    let child = rb
+        .command(&["run", file.to_str().unwrap(), "--yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start runbook");
+    Background(child)
+}
+
+fn journal_text(run_dir: &Path) -> String {
+    std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default()
+}
+
+fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Processes (pid, command line) whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse() else { continue };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+const APPENDS: &str = r#"
+[[step]]
+id = "a"
+title = "one"
+kind = "apply"
+run = "echo 1 >> {{runbook_dir}}/ran.log"
+rollback = "echo undo1 >> {{runbook_dir}}/undo.log"
+
+[[step]]
+id = "b"
+title = "two"
+kind = "apply"
+run = "echo 2 >> {{runbook_dir}}/ran.log"
+rollback = "echo undo2 >> {{runbook_dir}}/undo.log"
+
+[[step]]
+id = "c"
+title = "three"
+kind = "apply"
+run = "echo 3 >> {{runbook_dir}}/ran.log"
+rollback = "echo undo3 >> {{runbook_dir}}/undo.log"
+
+[[step]]
+id = "d"
+title = "four"
+kind = "apply"
+run = "echo 4 >> {{runbook_dir}}/ran.log"
+rollback = "echo undo4 >> {{runbook_dir}}/undo.log"
+"#;
+
+#[test]
+fn refuses_without_a_terminal_or_yes() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, APPENDS);
+    let out = rb.run(&["run", file.to_str().unwrap()]).code(5);
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    assert_eq!(rb.read("ran.log"), "");
+    assert!(run_dirs(&rb).is_empty(), "a refused run left a folder: {:?}", run_dirs(&rb));
+}
+
+#[test]
+fn a_timeout_fails_the_step_and_ends_its_whole_process_group() {
+    let rb = Runbook::new();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    // A unique sleep length: every process of the step carries it on its command line.
+    let marker = format!("300.{}{}", std::process::id(), nanos.subsec_nanos());
+    let steps = APPENDS.replace(
+        "echo 2 >> {{runbook_dir}}/ran.log",
+        &format!("bash -c 'sleep {marker} & sleep {marker}; echo' {marker}\"\ntimeout = \"1s"),
+    );
+    let file = runbook(&rb, &steps);
+    // Bounded: if the group were not killed, the step's pipe would stay open for 300 seconds.
+    assert_eq!(spawn_yes(&rb, &file).wait(Duration::from_secs(10)), 3);
+    let left = processes_with(&marker);
+    for (pid, _) in &left {
+        // SAFETY: these are the test's own processes, left behind by the failure being reported.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "processes of the timed-out step are still alive: {left:#?}");
+    assert_eq!(rb.read("ran.log"), "1\n", "step 3 ran after the timeout");
+    assert_eq!(rb.read("undo.log"), "undo2\nundo1\n");
+    let journal = rb.journal();
+    let finished = events(&journal, "step_finished");
+    assert_eq!(finished[1]["outcome"], "timed_out");
+    let check = finished[1]["check"].as_str().unwrap();
+    assert!(check.starts_with("timed out after 1"), "{check}");
+    assert_eq!(run_finished(&journal)["status"], "rolled_back");
+}
+
+#[test]
+fn output_reaches_the_step_log_as_it_comes_and_whole() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[[step]]
+title = "print, wait, print a lot"
+kind = "check"
+run = "echo first-line; while [ ! -f {{runbook_dir}}/go ]; do sleep 0.05; done; echo second-line; seq 1 50000"
+"#,
+    );
+    let mut child = spawn_yes(&rb, &file);
+    wait_until("the run folder", || run_dirs(&rb).len() == 1);
+    let dir = only_run_dir(&rb);
+    let log = dir.join("logs/01-run.log");
+    wait_until("the first line in the step log", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("first-line")
+    });
+    // The step is under way, and its start is already on disk.
+    let last = journal_text(&dir).lines().last().map(parse_json).unwrap();
+    assert_eq!(last["event"], "step_started", "{last}");
+    rb.file("go", "");
+    assert_eq!(child.wait(Duration::from_secs(30)), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let expected: String = (1..=50000).map(|n| format!("{n}\n")).collect();
+    assert_eq!(text, format!("first-line\nsecond-line\n{expected}"));
+    let out = rb.run(&["logs", "last", "1"]).success();
+    assert!(out.stdout.contains("second-line\n1\n2\n") && out.stdout.contains("\n50000\n"));
+}
+
+#[test]
+fn a_failed_rollback_exits_4_and_names_the_steps_still_applied() {
+    let rb = Runbook::new();
+    let steps = APPENDS
+        .replace("echo undo2 >> {{runbook_dir}}/undo.log", "echo undo2-failed; exit 7")
+        .replace("echo 3 >> {{runbook_dir}}/ran.log", "echo 3 >> {{runbook_dir}}/ran.log; false");
+    let file = runbook(&rb, &steps);
+    let out = run_yes(&rb, &file, &[]).code(4);
+    assert_eq!(rb.read("ran.log"), "1\n2\n3\n");
+    // Step 3 was undone; step 2's rollback failed, so the rollback stopped before step 1.
+    assert_eq!(rb.read("undo.log"), "undo3\n");
+    assert!(out.stderr.contains("still applied"), "{}", out.stderr);
+    assert!(out.stderr.contains("step 2 two"), "{}", out.stderr);
+    assert!(out.stderr.contains("step 1 one"), "{}", out.stderr);
+    let journal = rb.journal();
+    let end = run_finished(&journal);
+    assert_eq!(end["status"], "rollback_failed");
+    assert_eq!(end["exit_code"], 4);
+    let mut still: Vec<u64> =
+        end["still_applied"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    still.sort();
+    assert_eq!(still, [1, 2]);
+}
+
+#[test]
+fn retries_run_a_failing_step_again() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[[step]]
+title = "flaky"
+kind = "check"
+run = "echo try >> {{runbook_dir}}/tries; false"
+retries = 2
+"#,
+    );
+    run_yes(&rb, &file, &[]).code(3);
+    assert_eq!(rb.read("tries"), "try\ntry\ntry\n");
+    let journal = rb.journal();
+    let attempts: Vec<&Value> =
+        events(&journal, "step_finished").into_iter().map(|e| &e["attempt"]).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+}
+
+#[test]
+fn from_and_to_select_steps_by_number_or_id() {
+    for (from, to) in [("2", "3"), ("b", "c")] {
+        let rb = Runbook::new();
+        let file = runbook(&rb, APPENDS);
+        run_yes(&rb, &file, &["--from", from, "--to", to]).success();
+        assert_eq!(rb.read("ran.log"), "2\n3\n", "--from {from} --to {to}");
+    }
+    let rb = Runbook::new();
+    let file = runbook(&rb, APPENDS);
+    let out = run_yes(&rb, &file, &["--from", "nope"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no step has id \"nope\""), "{}", out.stderr);
+    assert!(run_dirs(&rb).is_empty());
+}
+
+const GREETING: &str = r#"
+[vars]
+greeting = "hello"
+
+[[step]]
+title = "greet"
+kind = "apply"
+run = "echo {{greeting}} > {{runbook_dir}}/greeting"
+rollback = "rm -f {{runbook_dir}}/greeting"
+"#;
+
+#[test]
+fn var_overrides_a_declared_variable() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, GREETING);
+    run_yes(&rb, &file, &["--var", "greeting=bonjour"]).success();
+    assert_eq!(rb.read("greeting"), "bonjour\n");
+    assert_eq!(rb.journal()[0]["vars"]["greeting"], "bonjour");
+}
+
+#[test]
+fn an_unknown_var_is_a_clear_error() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, GREETING);
+    let out = run_yes(&rb, &file, &["--var", "greting=bonjour"]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("greting"), "{}", out.stderr);
+    assert!(out.stderr.contains("[vars]"), "{}", out.stderr);
+    assert_eq!(rb.read("greeting"), "");
+    assert!(run_dirs(&rb).is_empty(), "nothing ran, yet a run folder was left");
+}
+
+const ENVS: &str = r#"
+[vars]
+target = "nowhere"
+
+[env.staging.vars]
+target = "stage"
+
+[env.production.vars]
+target = "prod"
+
+[[step]]
+title = "everywhere"
+kind = "apply"
+run = "echo {{target}} >> {{runbook_dir}}/ran.log"
+rollback = "true"
+
+[[step]]
+title = "production only"
+kind = "apply"
+only_env = ["production"]
+run = "echo prod-only >> {{runbook_dir}}/ran.log"
+rollback = "true"
+
+[[step]]
+title = "after"
+kind = "check"
+run = "echo after-{{env}} >> {{runbook_dir}}/ran.log"
+"#;
+
+#[test]
+fn env_is_required_when_the_runbook_defines_environments() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, ENVS);
+    let out = run_yes(&rb, &file, &[]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--env"), "{}", out.stderr);
+    assert!(out.stderr.contains("production, staging"), "{}", out.stderr);
+    let out = run_yes(&rb, &file, &["--env", "qa"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("unknown environment \"qa\""), "{}", out.stderr);
+    assert!(out.stderr.contains("production, staging"), "{}", out.stderr);
+    assert_eq!(rb.read("ran.log"), "");
+    assert!(run_dirs(&rb).is_empty());
+}
+
+#[test]
+fn only_env_skips_a_step_in_another_environment() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, ENVS);
+    run_yes(&rb, &file, &["--env", "staging"]).success();
+    assert_eq!(rb.read("ran.log"), "stage\nafter-staging\n");
+    let journal = rb.journal();
+    let skipped = events(&journal, "step_skipped");
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["step"], 2);
+
+    let rb = Runbook::new();
+    let file = runbook(&rb, ENVS);
+    run_yes(&rb, &file, &["--env", "production"]).success();
+    assert_eq!(rb.read("ran.log"), "prod\nprod-only\nafter-production\n");
+}
+
+#[test]
+fn every_journal_event_is_a_json_line_with_ts_and_increasing_seq() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, ENVS);
+    run_yes(&rb, &file, &["--env", "staging", "--reason", "ticket OPS-42"]).success();
+    let id = rb.last_run_id();
+    let text = journal_text(&rb.state_dir().join("runs").join(&id));
+    assert!(text.ends_with('\n'), "the last event is not a whole line");
+    let mut last_seq = 0;
+    for line in text.lines() {
+        let event = parse_json(line);
+        let ts = event["ts"].as_str().expect("a ts");
+        chrono::DateTime::parse_from_rfc3339(ts).unwrap_or_else(|e| panic!("{ts}: {e}"));
+        assert!(ts.ends_with('Z'), "not UTC: {ts}");
+        let seq = event["seq"].as_u64().expect("a seq");
+        assert!(seq > last_seq, "seq {seq} after {last_seq}");
+        last_seq = seq;
+    }
+    let first = parse_json(text.lines().next().unwrap());
+    assert_eq!(first["event"], "run_started");
+    assert_eq!(first["run_id"], id.as_str());
+    let source = std::fs::read(&file).unwrap();
+    let hash = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&source));
+    assert_eq!(first["hash"], hex::encode(hash));
+    assert_eq!(first["operator"], "tester");
+    assert_eq!(first["host"], runbook::host());
+    assert_eq!(first["reason"], "ticket OPS-42");
+    assert_eq!(first["env"], "staging");
+    assert_eq!(first["vars"]["target"], "stage");
+}
+
+/// Start a run of steps 1 and 2, then a long step 3, and stop it with SIGINT while step 3 runs.
+fn interrupted_run(rb: &Runbook) -> (PathBuf, String) {
+    let steps = APPENDS.replace(
+        "echo 3 >> {{runbook_dir}}/ran.log",
+        "echo 3 >> {{runbook_dir}}/ran.log; sleep 30",
+    );
+    let file = runbook(rb, &steps);
+    let mut child = spawn_yes(rb, &file);
+    wait_until("step 3 to start", || rb.read("ran.log") == "1\n2\n3\n");
+    child.signal(libc::SIGINT);
+    assert_eq!(child.wait(Duration::from_secs(30)), 130);
+    assert_eq!(rb.read("undo.log"), "", "--yes leaves the rollback to a person");
+    (file, rb.last_run_id())
+}
+
+#[test]
+fn rollback_of_a_past_run_uses_the_journalled_commands_newest_first() {
+    let rb = Runbook::new();
+    let (file, id) = interrupted_run(&rb);
+    let before = rb.journal();
+    assert_eq!(run_finished(&before)["status"], "interrupted");
+    assert_eq!(events(&before, "interrupted")[0]["step"], 3);
+    // Today's file says something else, and then is gone: the journal is what counts.
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("undo", "NEW")).unwrap();
+    std::fs::remove_file(&file).unwrap();
+
+    let out = rb.run(&["rollback", &id, "--yes"]).success();
+    assert_eq!(rb.read("undo.log"), "undo3\nundo2\nundo1\n", "{out:#?}");
+    assert_eq!(rb.last_run_id(), id, "the rollback started a new run");
+    let after = rb.journal();
+    assert_eq!(after[..before.len()], before[..], "the old events changed");
+    let undone: Vec<&Value> =
+        events(&after, "rollback_finished").into_iter().map(|e| &e["step"]).collect();
+    assert_eq!(undone, [3, 2, 1]);
+    let seqs: Vec<u64> = after.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(run_finished(&after)["status"], "rolled_back");
+
+    let again = rb.run(&["rollback", &id, "--yes"]).code(5);
+    assert!(again.stderr.contains("nothing to roll back"), "{}", again.stderr);
+    assert_eq!(rb.read("undo.log"), "undo3\nundo2\nundo1\n");
+}
+
+#[test]
+fn history_lists_runs_newest_first() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, APPENDS);
+    for reason in ["first", "second", "third"] {
+        run_yes(&rb, &file, &["--reason", reason]).success();
+    }
+    let out = rb.run(&["history", "--json"]).success();
+    let runs = parse_json(&out.stdout);
+    let reasons: Vec<&Value> = runs.as_array().unwrap().iter().map(|r| &r["reason"]).collect();
+    assert_eq!(reasons, ["third", "second", "first"]);
+    for run in runs.as_array().unwrap() {
+        let id = run["id"].as_str().unwrap();
+        assert!(rb.state_dir().join("runs").join(id).join("journal.jsonl").exists());
+        assert_eq!(run["status"], "succeeded");
+    }
+}
+
+#[test]
+fn show_and_logs_find_runs_and_steps() {
+    let rb = Runbook::new();
+    let steps = APPENDS
+        .replace("echo 1 >> {{runbook_dir}}/ran.log", "echo output-of-one")
+        .replace("echo 2 >> {{runbook_dir}}/ran.log", "echo output-of-two");
+    let file = runbook(&rb, &steps);
+    run_yes(&rb, &file, &[]).success();
+    let id = rb.last_run_id();
+    for wanted in [id.as_str(), &id[..id.len() - 2], "last"] {
+        let shown = parse_json(&rb.run(&["show", wanted, "--json"]).success().stdout);
+        assert_eq!(shown["id"], id.as_str(), "show {wanted}");
+        assert_eq!(shown["status"], "succeeded");
+        assert_eq!(shown["steps"].as_array().unwrap().len(), 4);
+        assert_eq!(shown["events"][0]["event"], "run_started");
+    }
+    for step in ["2", "b"] {
+        let out = rb.run(&["logs", &id, step]).success();
+        assert!(out.stdout.contains("output-of-two"), "logs {step}: {}", out.stdout);
+        assert!(!out.stdout.contains("output-of-one"), "logs {step}: {}", out.stdout);
+    }
+    let logs = parse_json(&rb.run(&["logs", &id, "1", "--json"]).success().stdout);
+    assert_eq!(logs[0]["step"], 1);
+    assert_eq!(logs[0]["output"], "output-of-one\n");
+    let missing = rb.run(&["logs", &id, "9"]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("no step 9"), "{}", missing.stderr);
+}
+
+#[test]
+fn a_torn_last_journal_line_is_tolerated() {
+    let rb = Runbook::new();
+    let (_, id) = interrupted_run(&rb);
+    let path = rb.state_dir().join("runs").join(&id).join("journal.jsonl");
+    let whole = rb.journal().len();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(r#"{"ts":"2026-01-01T00:00:00Z","seq":99,"event":"step_fin"#);
+    std::fs::write(&path, text).unwrap();
+
+    let history = parse_json(&rb.run(&["history", "--json"]).success().stdout);
+    assert_eq!(history[0]["id"], id.as_str());
+    let shown = parse_json(&rb.run(&["show", &id, "--json"]).success().stdout);
+    assert_eq!(shown["events"].as_array().unwrap().len(), whole);
+    rb.run(&["show", &id]).success();
+
+    rb.run(&["rollback", &id, "--yes"]).success();
+    assert_eq!(rb.read("undo.log"), "undo3\nundo2\nundo1\n");
+    // What the rollback appended is readable: it did not land on the torn line.
+    let shown = parse_json(&rb.run(&["show", &id, "--json"]).success().stdout);
+    let events = shown["events"].as_array().unwrap();
+    let started: Vec<&Value> =
+        events.iter().filter(|e| e["event"] == "rollback_started").map(|e| &e["step"]).collect();
+    assert_eq!(started, [3, 2, 1]);
+    assert_eq!(shown["status"], "rolled_back");
+    rb.run(&["rollback", &id, "--yes"]).code(5);
+}
