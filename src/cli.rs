@@ -48,6 +48,9 @@ pub enum Command {
     History {
         #[arg(long)]
         json: bool,
+        /// Also list runs from the team store (`[store] redis` of the runbooks), e.g. redis://cache:6379/0
+        #[arg(long, env = "RUNBOOK_STORE", value_name = "URL")]
+        store: Option<String>,
         /// Show at most this many runs
         #[arg(long, default_value_t = 20)]
         limit: usize,

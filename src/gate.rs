@@ -53,6 +53,42 @@ pub fn rehearsals(state_dir: &Path, name: &str, env: &str) -> Vec<Rehearsal> {
         .collect()
 }
 
+/// Share a passed rehearsal with the team, through `[store]`.
+pub fn share(url: &str, rehearsal: &Rehearsal) -> Result<()> {
+    let line = serde_json::to_string(rehearsal)?;
+    crate::journal::shared::append(
+        url,
+        &crate::journal::shared::rehearsal_stream(&rehearsal.name),
+        &line,
+    )
+}
+
+/// Local rehearsals plus the team's from `[store]`, oldest first. An unreachable store is said
+/// and the local record decides alone.
+pub fn with_team_rehearsals(
+    mut local: Vec<Rehearsal>,
+    url: &str,
+    name: &str,
+    env: &str,
+) -> Vec<Rehearsal> {
+    match crate::journal::shared::records(url, &crate::journal::shared::rehearsal_stream(name)) {
+        Ok(lines) => {
+            let team = lines.iter().filter_map(|l| serde_json::from_str::<Rehearsal>(l).ok());
+            for r in team.filter(|r| r.env == env) {
+                if !local.iter().any(|l| l.run_id == r.run_id) {
+                    local.push(r);
+                }
+            }
+            local.sort_by_key(|r| r.ts);
+        }
+        Err(e) => eprintln!(
+            "warning: the team store {} is unreachable ({e:#}); the gate sees only this machine's rehearsals",
+            crate::secret::redact_url(url)
+        ),
+    }
+    local
+}
+
 /// What the gate decided.
 #[derive(Debug)]
 pub enum Verdict {

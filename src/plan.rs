@@ -173,6 +173,10 @@ pub struct Plan {
     pub step_env: Vec<(String, String)>,
     pub masker: Masker,
     pub steps: Vec<PlannedStep>,
+    /// The Redis of `[lock]`, rendered (may hold a password: never print it unredacted).
+    pub lock_redis: Option<String>,
+    /// The Redis of `[store]`, rendered.
+    pub store_redis: Option<String>,
 }
 
 /// Asks the operator for a secret, given its label.
@@ -218,6 +222,8 @@ impl Plan {
             .collect();
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
+        let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.value(t));
+        let store_redis = rb.store_redis.as_ref().map(|t| renderer.value(t));
         Ok(Plan {
             name: rb.name.clone(),
             path: rb.path.clone(),
@@ -230,6 +236,8 @@ impl Plan {
             step_env,
             masker,
             steps,
+            lock_redis,
+            store_redis,
         })
     }
 

@@ -2,12 +2,17 @@
 //! or, for the step kinds, the library.
 
 mod check;
+mod crash;
+mod fuzz;
 mod measure;
+mod rehearse;
 mod run;
 mod support;
+mod team;
 mod watch;
 
 mod flush;
+mod flush_run;
 mod process;
 mod prompts;
 mod report;

@@ -149,7 +149,7 @@ run = "echo using {{token}} now; sleep 2; echo done"
 expect = { stdout = "using *** now" }
 "#,
     );
-    let mut child = t
+    let child = t
         .command(&["run", "rb.toml", "--yes"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,11 +4,11 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::engine::code;
-use crate::journal::{Event, RunState, StepStatus, Store};
+use crate::journal::{Event, RunState, StepStatus, Store, reader, shared};
 use crate::plan::find_step;
 use crate::ui::Ui;
 
-pub fn history(store: &Store, json: bool, limit: usize) -> Result<i32> {
+pub fn history(store: &Store, team: Option<&str>, json: bool, limit: usize) -> Result<i32> {
     let mut runs = Vec::new();
     let mut unreadable = Vec::new();
     for id in store.run_ids()?.into_iter().take(limit) {
@@ -16,6 +16,11 @@ pub fn history(store: &Store, json: bool, limit: usize) -> Result<i32> {
             Ok(state) => runs.push(state),
             Err(e) => unreadable.push(format!("{id}: {e:#}")),
         }
+    }
+    if let Some(url) = team {
+        add_team_runs(&mut runs, url);
+        runs.sort_by(|a, b| b.id.cmp(&a.id));
+        runs.truncate(limit);
     }
     if json {
         let list: Vec<_> = runs.iter().map(summary_json).collect();
@@ -31,6 +36,35 @@ pub fn history(store: &Store, json: bool, limit: usize) -> Result<i32> {
         eprintln!("warning: cannot read run {problem}");
     }
     Ok(code::OK)
+}
+
+/// Runs recorded in the team's streams that this machine does not have. An unreachable store
+/// is a warning: the local history is still true.
+fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
+    let found = shared::stream_names(url).and_then(|names| {
+        let mut out = Vec::new();
+        for stream in names {
+            out.extend(shared::read_journals(url, &stream)?);
+        }
+        Ok(out)
+    });
+    match found {
+        Ok(journals) => {
+            for (id, lines) in journals {
+                if runs.iter().any(|r| r.id == id) {
+                    continue;
+                }
+                let place = std::path::PathBuf::from(format!("(team store) {id}"));
+                if let Ok(state) = reader::from_lines(&place, &lines) {
+                    runs.push(state);
+                }
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: the team store {} is unreachable ({e:#}); showing this machine's runs only",
+            crate::secret::redact_url(url)
+        ),
+    }
 }
 
 fn counts(run: &RunState) -> (usize, usize) {

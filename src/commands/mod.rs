@@ -25,7 +25,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(&args, &store),
         Command::Rehearse(args) => run::rehearse(&args, &store),
         Command::Resume { run, yes } => resume::run(&store, &run, yes),
-        Command::History { json, limit } => history::history(&store, json, limit),
+        Command::History { json, limit, store: team } => {
+            history::history(&store, team.as_deref(), json, limit)
+        }
         Command::Show { run, json } => history::show(&store, &run, json),
         Command::Logs { run, step, json } => history::logs(&store, &run, step.as_deref(), json),
         Command::Rollback { run, yes } => rollback::run(&store, &run, yes),

@@ -13,7 +13,7 @@ use crate::engine::operator::{
 };
 use crate::engine::{Engine, code};
 use crate::journal::lock::{self, Holder};
-use crate::journal::{Event, RunState, StepStatus, Store, Writer, reader};
+use crate::journal::{Event, RunState, StepStatus, Store, Writer, reader, shared};
 use crate::plan::{Context, Plan};
 use crate::runbook::{load, validate::BUILTINS};
 use crate::secret::MASK;
@@ -52,7 +52,21 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
             run_id: run.id.clone(),
         },
     )?;
+    let holder = Holder {
+        operator: plan.operator.clone(),
+        host: crate::host(),
+        pid: std::process::id(),
+        since: chrono::Utc::now(),
+        run_id: run.id.clone(),
+    };
+    let _team_lock = match &plan.lock_redis {
+        Some(url) => Some(shared::acquire(url, &rb.name, plan.env.as_deref(), &holder)?),
+        None => None,
+    };
     let mut journal = Writer::open(&run.dir.join("journal.jsonl"), run.last_seq)?;
+    if let Some(url) = &plan.store_redis {
+        journal.mirror_to(shared::Mirror::connect(url, &plan.name, &run.id));
+    }
     journal.append(Event::Resumed {
         operator: plan.operator.clone(),
         host: crate::host(),

@@ -13,6 +13,7 @@ use crate::engine::operator::{Operator, Terminal, Unattended};
 use crate::engine::{Engine, RunEnd};
 use crate::gate::{self, Rehearsal, Verdict};
 use crate::journal::lock::{self, Holder, RunLock};
+use crate::journal::shared;
 use crate::journal::{Event, RunStarted, RunStatus, StepInfo, Store, Writer};
 use crate::plan::{Context, Plan, Work};
 use crate::runbook::{Runbook, load};
@@ -72,10 +73,9 @@ fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
         )
         .into());
     }
-    let overridden = if l.rehearse { None } else { check_gate(&rb, l, store)? };
     let (run_id, run_dir) = store.create_run(&rb.name)?;
     let prepared = prepare(&rb, l, store, &run_id, &run_dir, terminal);
-    let (plan, range, lock) = match prepared {
+    let ready = match prepared {
         Ok(ok) => ok,
         Err(e) => {
             // Nothing ran: leave no empty run behind.
@@ -84,16 +84,24 @@ fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
         }
     };
     let ui = Ui::new();
-    if let Some(h) = &lock.stale {
+    if let Some(h) = &ready.lock.stale {
         let since = h.since.format("%Y-%m-%d %H:%M:%SZ");
         ui.say(&ui.warn(&format!(
             "note: run {} ({} on {}, since {since}) died holding the lock; it was stale and is taken over (`runbook resume {}` continues that run)",
             h.run_id, h.operator, h.host, h.run_id
         )));
     }
-    let code = execute(&ui, &rb, &plan, range, l, overridden, store.root())?;
-    drop(lock);
-    Ok(code)
+    execute(&ui, &rb, ready, l, store.root())
+}
+
+/// A run that may start: its plan, the steps to run, the locks it holds, and what the journal
+/// must say before the first step.
+struct Ready {
+    plan: Plan,
+    range: Range<usize>,
+    lock: RunLock,
+    team_lock: Option<shared::RedisLock>,
+    preamble: Vec<Event>,
 }
 
 fn prepare(
@@ -103,7 +111,7 @@ fn prepare(
     run_id: &str,
     run_dir: &Path,
     terminal: bool,
-) -> Result<(Plan, Range<usize>, RunLock)> {
+) -> Result<Ready> {
     let mut term = Terminal;
     let mut ask = |label: &str| term.secret(label);
     let plan = Plan::build(
@@ -119,6 +127,10 @@ fn prepare(
         },
     )?;
     let range = select(&plan, l)?;
+    let mut preamble: Vec<Event> = Vec::new();
+    if !l.rehearse {
+        preamble.extend(check_gate(rb, &plan, l, store)?);
+    }
     let holder = Holder {
         operator: plan.operator.clone(),
         host: crate::host(),
@@ -128,17 +140,29 @@ fn prepare(
     };
     let lock =
         lock::acquire(&lock::lock_path(store.root(), &rb.name, plan.env.as_deref()), &holder)?;
-    Ok((plan, range, lock))
+    let team_lock = match &plan.lock_redis {
+        Some(url) => {
+            let taken = shared::acquire(url, &rb.name, plan.env.as_deref(), &holder)?;
+            let redis = crate::secret::redact_url(url);
+            preamble.push(Event::LockTaken { redis, fencing_token: taken.fencing_token });
+            Some(taken)
+        }
+        None => None,
+    };
+    Ok(Ready { plan, range, lock, team_lock, preamble })
 }
 
 /// The environment's rehearsal gate: pass, refuse, or (with --override-gate) go ahead and say
 /// what was overridden.
-fn check_gate(rb: &Runbook, l: &Launch<'_>, store: &Store) -> Result<Option<Event>> {
-    let Some(env) = l.target.env.as_deref() else { return Ok(None) };
+fn check_gate(rb: &Runbook, plan: &Plan, l: &Launch<'_>, store: &Store) -> Result<Option<Event>> {
+    let Some(env) = plan.env.as_deref() else { return Ok(None) };
     let Some(gate) = rb.envs.get(env).and_then(|e| e.require_rehearsal.as_ref()) else {
         return Ok(None);
     };
-    let history = gate::rehearsals(store.root(), &rb.name, &gate.env);
+    let mut history = gate::rehearsals(store.root(), &rb.name, &gate.env);
+    if let Some(url) = &plan.store_redis {
+        history = gate::with_team_rehearsals(history, url, &rb.name, &gate.env);
+    }
     let refusal = match gate::check(rb, gate, &history, chrono::Utc::now()) {
         Verdict::Pass(_) => return Ok(None),
         Verdict::Refuse(why) => why,
@@ -186,24 +210,22 @@ fn select(plan: &Plan, l: &Launch<'_>) -> Result<Range<usize>> {
     Ok(from..to + 1)
 }
 
-fn execute(
-    ui: &Ui,
-    rb: &Runbook,
-    plan: &Plan,
-    range: Range<usize>,
-    l: &Launch<'_>,
-    overridden: Option<Event>,
-    state_dir: &Path,
-) -> Result<i32> {
+fn execute(ui: &Ui, rb: &Runbook, ready: Ready, l: &Launch<'_>, state_dir: &Path) -> Result<i32> {
+    let Ready { plan, range, lock, team_lock, preamble } = ready;
     let command = if l.rehearse { "rehearse" } else { "run" };
     let mut journal = Writer::open(&plan.run_dir.join("journal.jsonl"), 0)?;
-    let mut started = run_started(rb, plan, command, l.reason.clone());
+    if let Some(url) = &plan.store_redis {
+        journal.mirror_to(shared::Mirror::connect(url, &plan.name, &plan.run_id));
+    }
+    let mut started = run_started(rb, &plan, command, l.reason.clone());
     started.range = Some((range.start + 1, range.end));
     journal.append(Event::RunStarted(started))?;
-    if let Some(event) = overridden {
-        ui.say(&ui.warn(
-            "The rehearsal gate is overridden; this is recorded in the journal and the note.",
-        ));
+    for event in preamble {
+        if matches!(event, Event::GateOverridden { .. }) {
+            ui.say(&ui.warn(
+                "The rehearsal gate is overridden; this is recorded in the journal and the note.",
+            ));
+        }
         journal.append(event)?;
     }
     signals::install();
@@ -212,12 +234,15 @@ fn execute(
     let mut term = Terminal;
     let mut unattended = Unattended;
     let operator: &mut dyn Operator = if l.yes { &mut unattended } else { &mut term };
-    let mut engine = Engine::new(plan, journal, ui, operator, l.yes);
+    let mut engine = Engine::new(&plan, journal, ui, operator, l.yes);
     let end = if l.rehearse { engine.rehearse()? } else { engine.run(range)? };
+    drop(engine);
+    drop(team_lock);
+    drop(lock);
     if end.status == RunStatus::Rehearsed {
-        record_rehearsal(ui, plan, state_dir)?;
+        record_rehearsal(ui, &plan, state_dir)?;
     }
-    summarize(ui, plan, end);
+    summarize(ui, &plan, end);
     Ok(end.code)
 }
 
@@ -226,18 +251,26 @@ fn record_rehearsal(ui: &Ui, plan: &Plan, state_dir: &Path) -> Result<()> {
         ui.say("note: rehearsed without --env, so no environment's gate can count it");
         return Ok(());
     };
-    gate::record(
-        state_dir,
-        &Rehearsal {
-            ts: chrono::Utc::now(),
-            name: plan.name.clone(),
-            hash: plan.hash.clone(),
-            env,
-            run_id: plan.run_id.clone(),
-            operator: plan.operator.clone(),
-            host: crate::host(),
-        },
-    )
+    let rehearsal = Rehearsal {
+        ts: chrono::Utc::now(),
+        name: plan.name.clone(),
+        hash: plan.hash.clone(),
+        env,
+        run_id: plan.run_id.clone(),
+        operator: plan.operator.clone(),
+        host: crate::host(),
+    };
+    gate::record(state_dir, &rehearsal)?;
+    if let Some(url) = &plan.store_redis
+        && let Err(e) = gate::share(url, &rehearsal)
+    {
+        ui.say(
+            &ui.warn(&format!(
+                "the rehearsal is recorded locally, but not in the team store: {e:#}"
+            )),
+        );
+    }
+    Ok(())
 }
 
 pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<String>) -> RunStarted {

@@ -77,6 +77,11 @@ pub enum Event {
         refusal: String,
         reason: String,
     },
+    /// The run holds the team's lock in Redis; the fencing token orders every holder ever.
+    LockTaken {
+        redis: String,
+        fencing_token: u64,
+    },
     /// A later `runbook resume` took the run over.
     Resumed {
         operator: String,

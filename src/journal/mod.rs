@@ -4,6 +4,7 @@
 pub mod event;
 pub mod lock;
 pub mod reader;
+pub mod shared;
 pub mod store;
 pub mod writer;
 

@@ -146,6 +146,13 @@ pub fn read(dir: &Path) -> Result<RunState> {
         .with_context(|| format!("the journal {} cannot be replayed", path.display()))
 }
 
+/// Rebuild a run from journal lines held elsewhere (the team's stream).
+pub fn from_lines(dir: &Path, lines: &[Vec<u8>]) -> Result<RunState> {
+    let text = lines.join(&b'\n');
+    let (records, torn_line) = parse_lines(&text);
+    replay(dir, records, torn_line)
+}
+
 /// Parse every line; a line that does not parse counts as torn only when it is the last one.
 pub fn parse_lines(text: &[u8]) -> (Vec<Record>, bool) {
     let mut records = Vec::new();
@@ -246,7 +253,7 @@ fn apply(state: &mut RunState, record: &Record) {
             state.interrupted = None;
         }
         Event::GateOverridden { reason, .. } => state.gate_overridden = Some(reason.clone()),
-        Event::Prompt { .. } => {}
+        Event::Prompt { .. } | Event::LockTaken { .. } => {}
     }
 }
 

@@ -13,6 +13,8 @@ use super::event::{Event, Record};
 
 pub struct Writer {
     file: File,
+    /// The team's stream in Redis, when the runbook has `[store]`.
+    mirror: Option<super::shared::Mirror>,
     path: PathBuf,
     seq: u64,
 }
@@ -28,7 +30,12 @@ impl Writer {
             .with_context(|| format!("cannot open the journal {}", path.display()))?;
         end_torn_line(&mut file)
             .with_context(|| format!("cannot repair the journal {}", path.display()))?;
-        Ok(Writer { file, path: path.to_path_buf(), seq })
+        Ok(Writer { file, mirror: None, path: path.to_path_buf(), seq })
+    }
+
+    /// Also send every event to the team's stream (best effort: the local journal is the record).
+    pub fn mirror_to(&mut self, mirror: super::shared::Mirror) {
+        self.mirror = Some(mirror);
     }
 
     pub fn path(&self) -> &Path {
@@ -47,6 +54,9 @@ impl Writer {
                 self.path.display()
             )
         })?;
+        if let Some(mirror) = &mut self.mirror {
+            mirror.push(&line[..line.len() - 1]);
+        }
         fault::after_event();
         Ok(())
     }

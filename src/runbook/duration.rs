@@ -26,7 +26,7 @@ pub fn parse(text: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += Duration::from_millis(number.checked_mul(unit_ms)?);
+        total = total.checked_add(Duration::from_millis(number.checked_mul(unit_ms)?))?;
     }
     Some(total)
 }
@@ -81,5 +81,11 @@ mod tests {
         for bad in ["", "30", "s", "3x", "1.5s", "-1s", "m30"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn parts_that_add_past_the_largest_duration_are_rejected_not_a_panic() {
+        let huge = "18446744073709551615ms".repeat(1001);
+        assert_eq!(parse(&huge), None);
     }
 }

@@ -23,6 +23,10 @@ pub struct Runbook {
     pub vars: Vec<VarDef>,
     pub envs: BTreeMap<String, EnvDef>,
     pub steps: Vec<Step>,
+    /// `[lock] redis = "..."`: one run at a time across machines, not just on this one.
+    pub lock_redis: Option<Template>,
+    /// `[store] redis = "..."`: every journal event also goes to a Redis stream the team shares.
+    pub store_redis: Option<Template>,
 }
 
 /// A text that may hold `{{var}}` placeholders, and where it sits in the file.

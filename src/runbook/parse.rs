@@ -13,7 +13,7 @@ use super::fields::{Fields, Value, type_error};
 use super::model::*;
 use super::validate;
 
-const TOP_KEYS: &[&str] = &["runbook", "vars", "env", "step"];
+const TOP_KEYS: &[&str] = &["runbook", "vars", "env", "step", "lock", "store"];
 const RUNBOOK_KEYS: &[&str] = &["name", "description", "owner"];
 const ENV_KEYS: &[&str] = &["vars", "require_rehearsal"];
 const COMMON_STEP_KEYS: &[&str] = &[
@@ -80,6 +80,8 @@ fn read_document(
     let vars = top.table("vars", d).map(|mut t| read_vars(&mut t, d)).unwrap_or_default();
     let envs = top.table("env", d).map(|mut t| read_envs(&mut t, d)).unwrap_or_default();
     let steps = read_steps(&mut top, d);
+    let lock_redis = top.table("lock", d).and_then(|t| read_redis_table(t, d));
+    let store_redis = top.table("store", d).and_then(|t| read_redis_table(t, d));
     top.finish(TOP_KEYS, d);
     let (name, description, owner) = header?;
     Some(Runbook {
@@ -92,7 +94,19 @@ fn read_document(
         vars,
         envs,
         steps,
+        lock_redis,
+        store_redis,
     })
+}
+
+/// `[lock]` and `[store]`: `redis = "redis://..."`.
+fn read_redis_table(mut t: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Template> {
+    if !t.has("redis") {
+        d.push(t.missing("redis", "a Redis URL such as \"redis://cache:6379/0\""));
+    }
+    let url = t.template("redis", d);
+    t.finish(&["redis"], d);
+    url
 }
 
 fn read_header(

@@ -41,6 +41,7 @@ fn templates(rb: &Runbook) -> Vec<Template> {
     for step in &rb.steps {
         out.extend(step_templates(step).into_iter().cloned());
     }
+    out.extend(rb.lock_redis.iter().chain(&rb.store_redis).cloned());
     out
 }
 
