@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Never set: for work that a signal must not cut short (a rollback command in progress).
+pub static NEVER: AtomicBool = AtomicBool::new(false);
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicU32 = AtomicU32::new(0);
 

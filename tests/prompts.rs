@@ -297,3 +297,44 @@ rollback = "echo undo3 >> {{runbook_dir}}/undo.log"
     assert_eq!(run_finished(&journal)["status"], "interrupted");
     assert_eq!(run_finished(&journal)["exit_code"], 130);
 }
+
+#[test]
+fn ctrl_c_during_a_rollback_lets_the_rollback_command_finish_then_asks_before_abandoning() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[[step]]
+title = "one"
+kind = "apply"
+run = "echo 1 >> {{runbook_dir}}/ran.log"
+rollback = "echo undo1 >> {{runbook_dir}}/undo.log"
+
+[[step]]
+title = "two fails"
+kind = "apply"
+run = "exit 1"
+rollback = "echo slow-undo-started; sleep 1; echo undo2 >> {{runbook_dir}}/undo.log"
+"#,
+    );
+    let mut p = start(&rb, &file);
+    answer(&mut p, "Run step 1?", "r");
+    answer(&mut p, "Run step 2?", "r");
+    answer(&mut p, "What now?", "rollback");
+    p.exp_string("slow-undo-started").expect("the rollback of step 2 runs");
+    p.send_control('c').expect("press Ctrl-C");
+    answer(&mut p, "abandon the rollback and leave the remaining steps applied?", "y");
+    assert_eq!(exit_code(p), 130);
+
+    assert_eq!(rb.read("undo.log"), "undo2\n", "step 2's rollback finished; step 1's never ran");
+    let journal = rb.journal();
+    let finished = run_finished(&journal);
+    assert_eq!(finished["status"], "interrupted");
+    assert_eq!(finished["still_applied"], serde_json::json!([1]));
+    let asked = events(&journal, "prompt");
+    assert_eq!(asked.last().unwrap()["answer"], "yes");
+
+    // What was left is undone later from the journal.
+    rb.run(&["rollback", "last", "--yes"]).success();
+    assert_eq!(rb.read("undo.log"), "undo2\nundo1\n");
+}

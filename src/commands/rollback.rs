@@ -45,6 +45,19 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
     }
     signals::install();
     for (pos, step) in todo.iter().enumerate() {
+        if pos > 0 && signals::interrupted() && abandon(&ui, yes, step.number, &mut journal)? {
+            let still: Vec<usize> = todo[pos..].iter().chain(&stays).map(|s| s.number).collect();
+            ui.say(&ui.warn(&format!(
+                "Rollback abandoned; still applied: {still:?}. `runbook rollback {}` continues it.",
+                run.id
+            )));
+            journal.append(Event::RunFinished {
+                status: RunStatus::Interrupted,
+                exit_code: code::INTERRUPTED,
+                still_applied: still,
+            })?;
+            return Ok(code::INTERRUPTED);
+        }
         if !undo(&ui, &run, step, &mut journal)? {
             let still: Vec<usize> = todo[pos..].iter().chain(&stays).map(|s| s.number).collect();
             ui.say(&ui.bad(&format!(
@@ -67,6 +80,27 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
     })?;
     ui.say(&ui.good(&format!("run {} rolled back (steps {})", run.id, numbers.join(", "))));
     Ok(code::OK)
+}
+
+/// Ctrl-C between two rollback steps: ask before abandoning the rest (unattended: go on).
+fn abandon(ui: &Ui, yes: bool, next: usize, journal: &mut Writer) -> Result<bool> {
+    let signal = signals::last_name().to_string();
+    signals::clear();
+    journal.append(Event::Interrupted { step: Some(next), signal: signal.clone() })?;
+    if yes || !std::io::stdin().is_terminal() {
+        ui.say(&ui.warn(&format!("{signal} during the rollback: unattended, it goes on")));
+        return Ok(false);
+    }
+    let question =
+        format!("{signal}: abandon the rollback and leave step {next} and older applied?");
+    let answer = Terminal.choose(&question, &[YES, NO])?;
+    let said = match answer {
+        Answer::Chose(c) => c.0,
+        Answer::Interrupted => "interrupted",
+    };
+    journal.append(Event::Prompt { step: Some(next), question, answer: said.into() })?;
+    signals::clear();
+    Ok(answer != Answer::Chose(NO))
 }
 
 fn refuse_if_running(run: &RunState) -> Result<()> {
@@ -148,7 +182,8 @@ fn execute(ui: &Ui, work: &Work, log: &std::path::Path) -> steps::StepResult {
         ui,
         masker: &masker,
         env: &[],
-        interrupt: &signals::INTERRUPTED,
+        // A Ctrl-C must not cut a rollback command in half; it is dealt with between steps.
+        interrupt: &signals::NEVER,
         log_path: log,
         echo: true,
     };

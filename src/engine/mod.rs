@@ -312,11 +312,24 @@ impl<'a> Engine<'a> {
         log: &std::path::Path,
         label: &str,
     ) -> Result<StepResult> {
+        self.run_work_until(work, expect, log, label, &signals::INTERRUPTED)
+    }
+
+    /// Run work that stops when `interrupt` is set. Rollbacks pass `signals::NEVER`: a Ctrl-C
+    /// must not cut a rollback command in half; the operator is asked after it instead.
+    fn run_work_until(
+        &self,
+        work: &Work,
+        expect: &Expect,
+        log: &std::path::Path,
+        label: &str,
+        interrupt: &'static std::sync::atomic::AtomicBool,
+    ) -> Result<StepResult> {
         let ctx = StepContext {
             ui: self.ui,
             masker: &self.plan.masker,
             env: &self.plan.step_env,
-            interrupt: &signals::INTERRUPTED,
+            interrupt,
             log_path: log,
             echo: true,
         };
@@ -366,6 +379,12 @@ impl<'a> Engine<'a> {
                     code: code::ROLLBACK_FAILED,
                 });
             }
+            if signals::interrupted() && self.abandon_rollback(step.number)? {
+                kept.extend(order[pos + 1..].iter().copied());
+                self.applied = kept;
+                self.hint_rollback();
+                return Ok(RunEnd { status: RunStatus::Interrupted, code: code::INTERRUPTED });
+            }
         }
         self.applied = kept;
         Ok(RunEnd { status: RunStatus::RolledBack, code: code::ROLLED_BACK })
@@ -387,7 +406,7 @@ impl<'a> Engine<'a> {
         ));
         let label = format!("rollback of step {}", step.number);
         let mut result = self
-            .run_work(work, &Expect::default(), &log_path, &label)
+            .run_work_until(work, &Expect::default(), &log_path, &label, &signals::NEVER)
             .unwrap_or_else(|e| failed_to_start(&e));
         if result.outcome == Outcome::Ok
             && let Some(verify) = &step.verify_rollback
@@ -412,12 +431,31 @@ impl<'a> Engine<'a> {
         Ok(ok)
     }
 
+    /// Ctrl-C during a rollback: the rollback command in progress was let finish; now ask before
+    /// abandoning the rest. Unattended runs keep rolling back (the journal says they were asked).
+    fn abandon_rollback(&mut self, after_step: usize) -> Result<bool> {
+        let signal = signals::last_name().to_string();
+        signals::clear();
+        self.journal
+            .append(Event::Interrupted { step: Some(after_step), signal: signal.clone() })?;
+        if self.yes {
+            self.say(
+                &self.ui.warn(&format!("{signal} during the rollback: --yes keeps rolling back")),
+            );
+            return Ok(false);
+        }
+        let q = format!("{signal}: abandon the rollback and leave the remaining steps applied?");
+        let answer = self.ask(Some(after_step), &q, &[YES, NO])?;
+        signals::clear();
+        Ok(matches!(answer, Answer::Chose(YES) | Answer::Interrupted))
+    }
+
     /// `verify_rollback`: the rollback only counts when this check passes after it.
     fn verify(&self, step: &PlannedStep, verify: &Work, result: &mut StepResult) {
         let (log_path, _) = self.log_path(step.number, "verify");
         let label = format!("verifying the rollback of step {}", step.number);
         let check = self
-            .run_work(verify, &Expect::default(), &log_path, &label)
+            .run_work_until(verify, &Expect::default(), &log_path, &label, &signals::NEVER)
             .unwrap_or_else(|e| failed_to_start(&e));
         let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
         result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);
