@@ -10,6 +10,7 @@ mod run;
 mod support;
 mod team;
 mod watch;
+mod watch_run;
 
 mod flush;
 mod flush_run;
