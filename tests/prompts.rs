@@ -338,3 +338,37 @@ rollback = "echo slow-undo-started; sleep 1; echo undo2 >> {{runbook_dir}}/undo.
     rb.run(&["rollback", "last", "--yes"]).success();
     assert_eq!(rb.read("undo.log"), "undo2\nundo1\n");
 }
+
+#[test]
+fn a_prompted_secret_is_asked_without_echo_and_never_written_down() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[vars]
+token = { prompt = "Deploy token", secret = true }
+
+[[step]]
+title = "use it"
+kind = "check"
+run = "test \"${RUNBOOK_SECRET_TOKEN}\" = {{token}} && echo token-len-${#RUNBOOK_SECRET_TOKEN} && echo {{token}} > {{runbook_dir}}/seen"
+"#,
+    );
+    let mut p = start(&rb, &file);
+    p.exp_string("Deploy token:").expect("the secret is asked for");
+    p.send_line("hunter2-xyz").unwrap();
+    answer(&mut p, "Run step 1?", "r");
+    let before = p.exp_string("token-len-11").expect("the step got the value");
+    assert!(!before.contains("hunter2-xyz"), "the typed secret is not echoed: {before}");
+    assert_eq!(exit_code(p), 0);
+    assert_eq!(rb.read("seen"), "hunter2-xyz\n", "the command received the value");
+    let journal = std::fs::read_to_string(
+        rb.state_dir().join("runs").join(rb.last_run_id()).join("journal.jsonl"),
+    )
+    .unwrap();
+    assert!(!journal.contains("hunter2-xyz"));
+    assert!(
+        journal.contains("${RUNBOOK_SECRET_TOKEN}"),
+        "the journal has the reference, not the value"
+    );
+}
