@@ -103,18 +103,9 @@ fn a_password_never_reaches_the_state_directory_or_the_terminal() {
     assert!(!out.stdout.contains(password) && !out.stderr.contains(password), "{out:?}");
     let plan = t.run(&["plan", "rb.toml"]);
     assert!(!plan.stdout.contains(password) && !plan.stderr.contains(password));
-    for entry in walk(&t.state_dir()) {
+    for entry in crate::support::walk(&t.state_dir()) {
         let bytes = std::fs::read(&entry).unwrap();
         let found = bytes.windows(password.len()).any(|w| w == password.as_bytes());
         assert!(!found, "password found in {}", entry.display());
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }

@@ -174,7 +174,7 @@ expect = { stdout = "using *** now" }
     assert!(!report.stdout.contains(secret));
     let json = t.run(&["show", "last", "--json"]).success();
     assert!(!json.stdout.contains(secret));
-    for file in walk(&t.state_dir()) {
+    for file in crate::support::walk(&t.state_dir()) {
         let text = std::fs::read(&file).unwrap();
         assert!(
             !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -191,15 +191,6 @@ fn all_cmdlines() -> Vec<String> {
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .collect()
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 #[test]

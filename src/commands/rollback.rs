@@ -190,12 +190,5 @@ fn execute(ui: &Ui, work: &Work, log: &std::path::Path) -> steps::StepResult {
     ui.start_spinner("rolling back");
     let result = steps::execute(work, &Expect::default(), &ctx);
     ui.finish_spinner();
-    result.unwrap_or_else(|e| steps::StepResult {
-        outcome: crate::journal::Outcome::Failed,
-        exit_code: None,
-        duration: std::time::Duration::ZERO,
-        check: format!("could not run: {e:#}"),
-        output_tail: String::new(),
-        details: None,
-    })
+    result.unwrap_or_else(|e| steps::StepResult::could_not_run(&e))
 }

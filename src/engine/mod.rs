@@ -89,14 +89,8 @@ impl<'a> Engine<'a> {
     pub fn mark_done(&mut self, idx: usize) -> Result<()> {
         let plan = self.plan;
         let step = &plan.steps[idx];
-        let result = StepResult {
-            outcome: Outcome::Ok,
-            exit_code: None,
-            duration: std::time::Duration::ZERO,
-            check: "marked done by the operator at resume".into(),
-            output_tail: String::new(),
-            details: None,
-        };
+        let check = "marked done by the operator at resume".to_string();
+        let result = StepResult::without_exit(Outcome::Ok, check, std::time::Duration::ZERO, None);
         self.record_finish(step, 0, &result)?;
         self.applied.push(idx);
         Ok(())
@@ -262,14 +256,7 @@ impl<'a> Engine<'a> {
             Answer::Interrupted => (Outcome::Interrupted, "interrupted at the prompt".to_string()),
             Answer::Chose(_) => (Outcome::Failed, "operator aborted".to_string()),
         };
-        let result = StepResult {
-            outcome,
-            exit_code: None,
-            duration: started.elapsed(),
-            check,
-            output_tail: String::new(),
-            details: None,
-        };
+        let result = StepResult::without_exit(outcome, check, started.elapsed(), None);
         self.record_finish(step, 1, &result)?;
         match outcome {
             Outcome::Ok => {
@@ -300,7 +287,7 @@ impl<'a> Engine<'a> {
         })?;
         let label = format!("step {}/{} {}", step.number, self.total(), step.title);
         let result = self.run_work(&step.work, &step.expect, &log_path, &label);
-        let result = result.unwrap_or_else(|e| failed_to_start(&e));
+        let result = result.unwrap_or_else(|e| StepResult::could_not_run(&e));
         self.show_result(step, &result);
         Ok(result)
     }
@@ -407,7 +394,7 @@ impl<'a> Engine<'a> {
         let label = format!("rollback of step {}", step.number);
         let mut result = self
             .run_work_until(work, &Expect::default(), &log_path, &label, &signals::NEVER)
-            .unwrap_or_else(|e| failed_to_start(&e));
+            .unwrap_or_else(|e| StepResult::could_not_run(&e));
         if result.outcome == Outcome::Ok
             && let Some(verify) = &step.verify_rollback
         {
@@ -456,7 +443,7 @@ impl<'a> Engine<'a> {
         let label = format!("verifying the rollback of step {}", step.number);
         let check = self
             .run_work_until(verify, &Expect::default(), &log_path, &label, &signals::NEVER)
-            .unwrap_or_else(|e| failed_to_start(&e));
+            .unwrap_or_else(|e| StepResult::could_not_run(&e));
         let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
         result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);
         if check.outcome != Outcome::Ok {
@@ -591,17 +578,5 @@ impl<'a> Engine<'a> {
             _ => self.ui.bad(&format!("✗ step {} failed", step.number)),
         };
         self.say(&format!("{line} ({}, {took})", self.plan.masker.mask(&r.check)));
-    }
-}
-
-/// A step whose command could not even start (bash missing, log not writable) has failed.
-fn failed_to_start(e: &anyhow::Error) -> StepResult {
-    StepResult {
-        outcome: Outcome::Failed,
-        exit_code: None,
-        duration: std::time::Duration::ZERO,
-        check: format!("could not run: {e:#}"),
-        output_tail: String::new(),
-        details: None,
     }
 }

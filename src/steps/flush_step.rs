@@ -48,15 +48,7 @@ pub fn run_flush(
         }
         Err(e) => (Outcome::Failed, failure_text(&e), None),
     };
-    std::fs::write(ctx.log_path, format!("{check}\n"))?;
-    Ok(StepResult {
-        outcome,
-        exit_code: None,
-        duration: started.elapsed(),
-        check,
-        output_tail: String::new(),
-        details,
-    })
+    finish(ctx, started, outcome, check, details)
 }
 
 pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Result<StepResult> {
@@ -65,14 +57,7 @@ pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Resu
     if !backup_file.exists() {
         // The flush failed before it backed anything up, so it deleted nothing either.
         let check = format!("no backup at {}: the flush deleted nothing", backup_file.display());
-        return Ok(StepResult {
-            outcome: Outcome::Ok,
-            exit_code: None,
-            duration: started.elapsed(),
-            check,
-            output_tail: String::new(),
-            details: None,
-        });
+        return finish(ctx, started, Outcome::Ok, check, None);
     }
     let mut progress = |n: u64| ctx.ui.set_spinner_message(format!("restoring: {n} keys"));
     let (outcome, check, details) = match flush::restore(&url, backup_file, &mut progress) {
@@ -86,15 +71,19 @@ pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Resu
         ),
         Err(e) => (Outcome::Failed, failure_text(&e), None),
     };
+    finish(ctx, started, outcome, check, details)
+}
+
+/// The step log gets the result line; the engine gets the result.
+fn finish(
+    ctx: &StepContext<'_>,
+    started: std::time::Instant,
+    outcome: Outcome,
+    check: String,
+    details: Option<serde_json::Value>,
+) -> Result<StepResult> {
     std::fs::write(ctx.log_path, format!("{check}\n"))?;
-    Ok(StepResult {
-        outcome,
-        exit_code: None,
-        duration: started.elapsed(),
-        check,
-        output_tail: String::new(),
-        details,
-    })
+    Ok(StepResult::without_exit(outcome, check, started.elapsed(), details))
 }
 
 fn failure_text(e: &FlushError) -> String {

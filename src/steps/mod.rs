@@ -44,6 +44,30 @@ pub struct StepResult {
     pub details: Option<serde_json::Value>,
 }
 
+impl StepResult {
+    /// The result of a step that has no exit code of its own (flush, watch, measure, manual).
+    pub fn without_exit(
+        outcome: Outcome,
+        check: String,
+        duration: Duration,
+        details: Option<serde_json::Value>,
+    ) -> StepResult {
+        StepResult {
+            outcome,
+            exit_code: None,
+            duration,
+            check,
+            output_tail: String::new(),
+            details,
+        }
+    }
+
+    /// A step whose work could not even start (bash missing, log not writable) has failed.
+    pub fn could_not_run(e: &anyhow::Error) -> StepResult {
+        Self::without_exit(Outcome::Failed, format!("could not run: {e:#}"), Duration::ZERO, None)
+    }
+}
+
 /// Run one step's work (or a rollback, which expects exit 0).
 pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<StepResult> {
     match work {

@@ -9,3 +9,13 @@ pub mod redis_server;
 #[allow(unused_imports)] // until the binary-level tests use them
 pub use cmd::{Outcome, Runbook};
 pub use redis_server::RedisServer;
+
+/// Every file below `dir`, for tests that search a whole state directory.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
