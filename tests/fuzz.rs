@@ -164,16 +164,18 @@ fn key() -> impl Strategy<Value = String> {
     ]
 }
 
+const CLASHING_HEADERS: [&str; 6] =
+    ["[lock]", "[store]", "[vars]", "[runbook]", "[step.expect]", "[[step.expect]]"];
+
 /// A table of keys with any values: mostly a step of a known kind, else an environment or a
 /// header that clashes with the runbook's own tables.
 fn table() -> impl Strategy<Value = String> {
     let header = prop_oneof![
-        4 => select(KINDS).prop_map(|kind| format!("[[step]]\ntitle = \"t\"\nkind = {}", quoted(kind))),
+        4 => select(KINDS).prop_map(|kind| format!("[[step]]\ntitle = \"t\"\nkind = \"{kind}\"")),
         1 => Just("[[step]]".to_string()),
         1 => "[a-z]{1,3}".prop_map(|env| format!("[env.{env}]")),
         1 => "[a-z]{1,3}".prop_map(|env| format!("[env.{env}.require_rehearsal]")),
-        1 => select(&["[vars]", "[runbook]", "[step.expect]", "[[step.expect]]"][..])
-            .prop_map(str::to_string),
+        1 => select(&CLASHING_HEADERS[..]).prop_map(str::to_string),
     ];
     let fields = prop::collection::btree_map(key(), toml_value(), 0..8);
     (header, fields).prop_map(|(header, fields)| {
@@ -316,9 +318,9 @@ fn real_journal() -> &'static [u8] {
         let mut rb = String::from("[runbook]\nname = \"four\"\n\n[vars]\nout = \"{{run_dir}}\"\n");
         for n in 1..=4 {
             let fail = if n == 3 { " && exit 7" } else { "" };
-            rb.push_str(&format!(
-                "\n[[step]]\ntitle = \"step {n}\"\nkind = \"apply\"\nrun = \"echo {n} > {{{{out}}}}/{n}{fail}\"\nrollback = \"rm {{{{out}}}}/{n}\"\n"
-            ));
+            rb.push_str(&format!("\n[[step]]\ntitle = \"step {n}\"\nkind = \"apply\"\n"));
+            rb.push_str(&format!("run = \"echo {n} > {{{{out}}}}/{n}{fail}\"\n"));
+            rb.push_str(&format!("rollback = \"rm {{{{out}}}}/{n}\"\n"));
         }
         t.file("four.toml", &rb);
         t.run(&["run", "four.toml", "--yes"]).code(3);
