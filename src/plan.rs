@@ -420,7 +420,7 @@ impl Renderer<'_> {
     }
 
     fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> PlannedStep {
-        let timeout_ms = s.timeout.map(|d| d.as_millis() as u64);
+        let timeout_ms = s.timeout.map(millis);
         let cwd = s.cwd.as_ref().map(|c| self.value(c));
         let shell = |t: &Template| Work::Shell { run: self.shell(t), cwd: cwd.clone(), timeout_ms };
         let work = self.work(s, &shell);
@@ -483,7 +483,7 @@ impl Renderer<'_> {
                 Work::Watch {
                     file,
                     command,
-                    for_ms: w.duration.as_millis() as u64,
+                    for_ms: millis(w.duration),
                     fail_on: w.fail_on.clone(),
                     max: w.max,
                     until: w.until.clone(),
@@ -521,4 +521,9 @@ impl Renderer<'_> {
             },
         }
     }
+}
+
+/// Milliseconds, saturating: a duration too long for u64 is "forever", never a wrapped short one.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

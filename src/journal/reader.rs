@@ -153,19 +153,18 @@ pub fn from_lines(dir: &Path, lines: &[Vec<u8>]) -> Result<RunState> {
     replay(dir, records, torn_line)
 }
 
-/// Parse every line; a line that does not parse counts as torn only when it is the last one.
+/// Parse every line. A line that does not parse is skipped and reported through the flag: after
+/// a crash it is the torn last line; anywhere else it is damage, and the events around it stand.
 pub fn parse_lines(text: &[u8]) -> (Vec<Record>, bool) {
     let mut records = Vec::new();
-    let mut torn = false;
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-    for (i, line) in lines.iter().enumerate() {
+    let mut damaged = false;
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<Record>(line) {
             Ok(r) => records.push(r),
-            Err(_) if i + 1 == lines.len() => torn = true,
-            Err(_) => torn = true,
+            Err(_) => damaged = true,
         }
     }
-    (records, torn)
+    (records, damaged)
 }
 
 fn replay(dir: &Path, records: Vec<Record>, torn_line: bool) -> Result<RunState> {

@@ -143,7 +143,11 @@ fn read_var(name: &str, _key: Span, value: &Value<'_>, d: &mut Vec<Diagnostic>) 
         |source| Some(VarDef { name: name.to_string(), source, secret: false, span: span.clone() });
     match value.get_ref() {
         DeValue::String(s) => plain(VarSource::Value(s.to_string())),
-        DeValue::Integer(i) => plain(VarSource::Value(i.as_str().to_string())),
+        // Hex, octal and binary literals keep their value, not just their digits.
+        DeValue::Integer(i) => plain(VarSource::Value(
+            i64::from_str_radix(i.as_str(), i.radix())
+                .map_or_else(|_| i.as_str().to_string(), |n| n.to_string()),
+        )),
         DeValue::Boolean(b) => plain(VarSource::Value(b.to_string())),
         DeValue::Table(t) => {
             let mut f = Fields::new(t, value.span(), context);
