@@ -350,7 +350,8 @@ fn ending(run: &RunState) -> Ending {
     }
     if run.torn_line {
         warnings.push(
-            "The journal's last line was torn (a crash while writing it); it is left out.".into(),
+            "A journal line could not be read (torn by a crash while writing it); it is left out."
+                .into(),
         );
     }
     Ending {

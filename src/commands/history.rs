@@ -136,7 +136,7 @@ fn print_run(run: &RunState) {
         println!(
             "{}",
             ui.warn(
-                "note: the journal's last line was torn (a crash while writing); it was ignored"
+                "note: a journal line could not be read (torn by a crash while writing it); it was skipped"
             )
         );
     }
