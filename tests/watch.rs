@@ -36,6 +36,7 @@ fn spec(source: WatchSource, secs: f64, fail_on: &[&str]) -> WatchSpec {
         fail_on: fail_on.iter().map(|s| s.to_string()).collect(),
         max: 0,
         until: None,
+        env: Vec::new(),
     }
 }
 

@@ -151,3 +151,18 @@ fn http_measurements_before_and_after_are_paired_in_the_note() {
     let error_rate = note.lines().find(|l| l.contains("error_rate")).unwrap_or_default();
     assert!(error_rate.contains('0'), "{error_rate}");
 }
+
+#[test]
+fn a_measure_command_gets_the_runs_secrets_through_its_environment() {
+    let t = Runbook::new().env("API_TOKEN", "s3cr3t-measure");
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"m\"\n[vars]\ntoken = { from_env = \"API_TOKEN\", secret = true }\n[[step]]\ntitle = \"queue\"\nkind = \"measure\"\nrun = \"test {{token}} = s3cr3t-measure && echo depth=42\"\ncapture = [\"depth=(?P<queue_depth>\\\\d+)\"]\n",
+    );
+    let out = t.run(&["run", "rb.toml", "--yes"]).success();
+    assert!(out.stderr.contains("queue_depth = 42"), "{out:?}");
+    let events = t.journal();
+    let metrics =
+        &events.iter().find(|e| e["event"] == "step_finished").unwrap()["details"]["metrics"];
+    assert_eq!(metrics[0]["value"], 42.0);
+}

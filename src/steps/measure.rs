@@ -62,8 +62,13 @@ pub fn unit_for(name: &str) -> &'static str {
 
 /// Take the measurements. On error nothing was changed anywhere: a retry is safe.
 pub fn measure(source: &MeasureSource) -> Result<Vec<Metric>> {
+    measure_with_env(source, &[])
+}
+
+/// `measure`, with environment variables for a command source (the run's secrets).
+pub fn measure_with_env(source: &MeasureSource, env: &[(String, String)]) -> Result<Vec<Metric>> {
     let metrics = match source {
-        MeasureSource::Command { run, patterns } => command::measure(run, patterns),
+        MeasureSource::Command { run, patterns } => command::measure(run, patterns, env),
         MeasureSource::Http { url, requests, timeout } => http::measure(url, *requests, *timeout),
         MeasureSource::Redis { url, pattern } => redis::measure(url, pattern.as_deref()),
     };
@@ -125,7 +130,7 @@ pub fn compare(before: &[Metric], after: &[Metric]) -> Vec<Comparison> {
 /// journal, where the report pairs them before and after.
 pub fn run(source: &MeasureSource, ctx: &super::StepContext<'_>) -> Result<super::StepResult> {
     let started = std::time::Instant::now();
-    let metrics = measure(source)?;
+    let metrics = measure_with_env(source, ctx.env)?;
     let mut text = String::new();
     for m in &metrics {
         text.push_str(&format!("{} = {} {}\n", m.name, format_value(m.value), m.unit));

@@ -87,6 +87,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                 fail_on: fail_on.clone(),
                 max: *max,
                 until: until.clone(),
+                env: ctx.env.to_vec(),
             };
             watch::run(&spec, ctx)
         }

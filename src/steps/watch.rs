@@ -44,6 +44,8 @@ pub struct WatchSpec {
     pub max: u64,
     /// A regex that ends the watch early, with success.
     pub until: Option<String>,
+    /// Environment variables for a command source (the run's secrets, RUNBOOK_RUN_ID).
+    pub env: Vec<(String, String)>,
 }
 
 /// What the engine hears while a watch runs.
@@ -87,7 +89,7 @@ pub fn watch(spec: &WatchSpec, obs: &mut dyn WatchObserver) -> Result<WatchOutco
     let mut run = Run::new(scanner, spec.duration, obs);
     let end = match &spec.source {
         WatchSource::File(path) => follow::follow(path, &mut run),
-        WatchSource::Command(cmd) => command::follow(cmd, &mut run),
+        WatchSource::Command(cmd) => command::follow(cmd, &spec.env, &mut run),
     }
     .context("the watch could not be carried out (it only reads: a retry is safe)")?;
     Ok(run.outcome(end))

@@ -2,30 +2,50 @@
 
 use super::Metric;
 use anyhow::{Context, Result, bail};
+
 use regex::Regex;
 
-pub(super) fn measure(run: &str, patterns: &[String]) -> Result<Vec<Metric>> {
+pub(super) fn measure(
+    run: &str,
+    patterns: &[String],
+    env: &[(String, String)],
+) -> Result<Vec<Metric>> {
     let regexes = compile(patterns)?;
-    let output = duct::cmd("bash", ["-c", run])
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .with_context(|| format!("cannot start `bash -c {run}`"))?;
-    if !output.status.success() {
-        bail!(
-            "the command exited with {} (expected 0); its stderr ends with:\n{}",
-            output.status,
-            tail(&String::from_utf8_lossy(&output.stderr), 5)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let output = capture(run, env)?;
     let mut metrics = Vec::new();
     for (i, re) in regexes.iter().enumerate() {
-        metrics.extend(read(i, re, &stdout)?);
+        metrics.extend(read(i, re, &output)?);
     }
     Ok(metrics)
+}
+
+/// The most output a measure command may print: its figures are read from the start of it.
+const MAX_OUTPUT: usize = 1 << 20;
+
+/// Run the command through the one spawning helper (its own process group, the step's
+/// environment with the secrets, Ctrl-C) and keep its merged output, up to `MAX_OUTPUT`.
+fn capture(run: &str, env: &[(String, String)]) -> Result<String> {
+    let mut out = Vec::new();
+    let spawn = crate::process::Spawn {
+        command: run,
+        cwd: None,
+        timeout: None,
+        env,
+        interrupt: &crate::signals::INTERRUPTED,
+    };
+    let exit = crate::process::run(&spawn, &mut |chunk| {
+        let room = MAX_OUTPUT.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    })?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if exit.code != Some(0) {
+        bail!(
+            "the command ended with {} (expected exit 0); its output ends with:\n{}",
+            exit.describe(),
+            tail(&text, 5)
+        );
+    }
+    Ok(text)
 }
 
 /// Check every pattern before running anything: valid, with named captures, no name twice.

@@ -9,8 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 
-pub(super) fn follow(cmd: &str, run: &mut Run) -> Result<WatchEnd> {
-    let (mut child, output) = spawn(cmd)?;
+pub(super) fn follow(cmd: &str, env: &[(String, String)], run: &mut Run) -> Result<WatchEnd> {
+    let (mut child, output) = spawn(cmd, env)?;
     let group = Group(child.id() as i32);
     let end = pump(&output, run);
     group.kill();
@@ -29,12 +29,13 @@ pub(super) fn follow(cmd: &str, run: &mut Run) -> Result<WatchEnd> {
     }
 }
 
-fn spawn(cmd: &str) -> Result<(Child, Receiver<Vec<u8>>)> {
+fn spawn(cmd: &str, env: &[(String, String)]) -> Result<(Child, Receiver<Vec<u8>>)> {
     let (reader, writer) =
         std::io::pipe().context("cannot create a pipe for the watched command")?;
     let writer2 = writer.try_clone().context("cannot duplicate the pipe for stderr")?;
     let mut command = Command::new("bash");
     command.arg("-c").arg(cmd).stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let child = command.spawn().with_context(|| format!("cannot start `bash -c {cmd}`"))?;
     // The Command still holds the write ends: drop it so the pipe ends when the group does.
     drop(command);
