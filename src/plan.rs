@@ -218,7 +218,12 @@ impl Plan {
         step_env.push(("RUNBOOK_RUN_ID".into(), ctx.run_id.clone()));
         let shown = values
             .iter()
-            .map(|(k, v)| (k.clone(), if v.secret { MASK.to_string() } else { v.text.clone() }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.secret { MASK.to_string() } else { masker.mask(&v.text).into_owned() },
+                )
+            })
             .collect();
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
@@ -354,7 +359,8 @@ impl<'a> Resolver<'a> {
         if stack.iter().any(|s| s == name) {
             bail!("variables refer to each other in a loop: {} -> {name}", stack.join(" -> "));
         }
-        let (source, secret) = self.defs.get(name).cloned().context("unknown variable")?;
+        let (source, mut secret) = self.defs.get(name).cloned().context("unknown variable")?;
+        let mut tainted = false;
         if secret && self.dry {
             return Ok(Value { text: MASK.to_string(), secret: false });
         }
@@ -363,7 +369,11 @@ impl<'a> Resolver<'a> {
                 stack.push(name.to_string());
                 let mut failed = None;
                 let out = substitute(&t, |n| match self.resolve(n, stack, ask) {
-                    Ok(v) => Some(v.text),
+                    Ok(v) => {
+                        // A value built from a secret is a secret too.
+                        tainted |= v.secret;
+                        Some(v.text)
+                    }
                     Err(e) => {
                         failed.get_or_insert(e);
                         None
@@ -392,6 +402,7 @@ impl<'a> Resolver<'a> {
                 ),
             },
         };
+        secret |= tainted;
         let value = Value { text, secret };
         self.done.insert(name.to_string(), value.clone());
         Ok(value)

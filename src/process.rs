@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
-/// How often the watchdog looks at the interrupt flag.
+/// How often the clock, the interrupt flag and bash's exit are looked at while no output comes.
 const POLL: Duration = Duration::from_millis(50);
 
 pub struct Spawn<'a> {
@@ -45,12 +46,16 @@ impl Exit {
     }
 }
 
-/// Why the watchdog ended the group.
+/// Why the group was ended.
 #[derive(Clone, Copy, PartialEq)]
 enum Stop {
     Timeout,
     Interrupt,
 }
+
+/// Once bash has exited, how long output is still read: a process it left in the background (a
+/// daemon) may hold the pipe open for ever, and the step is over when bash is.
+const AFTER_EXIT: Duration = Duration::from_millis(500);
 
 /// Run `command`, handing each piece of its merged stdout and stderr to `on_output` as it comes.
 pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> {
@@ -73,70 +78,99 @@ pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> 
     }
     let reader =
         expr.reader().with_context(|| format!("cannot start `bash -c {}`", spawn.command))?;
+    let reader = Arc::new(reader);
     let pgid = reader.pids().first().copied().unwrap_or(0) as i32;
-    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let chunks = read_on_a_thread(Arc::clone(&reader));
     let deadline = spawn.timeout.map(|t| started + t);
-    let interrupt = spawn.interrupt;
-    let watchdog = std::thread::spawn(move || watch(pgid, deadline, interrupt, &done_rx));
-    let read_result = pump(&reader, on_output);
-    let _ = done_tx.send(());
-    let stop = watchdog.join().unwrap_or(None);
-    read_result?;
-    let output = reader.try_wait()?.context("the step's process did not report its exit")?;
+    let stop = pump(&reader, &chunks, pgid, deadline, spawn.interrupt, on_output)?;
+    let output = match reader.try_wait()? {
+        Some(output) => output.status,
+        None => {
+            // Only after an I/O error on the pipe: end the group and collect its exit.
+            kill_group(pgid, libc::SIGKILL);
+            reader.kill().ok();
+            reader.try_wait()?.context("the step's process did not report its exit")?.status
+        }
+    };
     Ok(Exit {
-        code: output.status.code(),
-        signal: output.status.signal(),
+        code: output.code(),
+        signal: output.signal(),
         timed_out: stop == Some(Stop::Timeout),
         interrupted: stop == Some(Stop::Interrupt),
         duration: started.elapsed(),
     })
 }
 
-fn pump(mut reader: &duct::ReaderHandle, on_output: &mut dyn FnMut(&[u8])) -> Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => on_output(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("cannot read the step's output"),
+/// The pipe is read on its own thread so that the loop below can watch the clock, Ctrl-C and
+/// bash's exit while no output comes.
+fn read_on_a_thread(reader: Arc<duct::ReaderHandle>) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::sync_channel(16);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match (&*reader).read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.send(Ok(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
         }
-    }
+    });
+    rx
 }
 
-/// Wait for the step to finish; end its group at the deadline or on an interrupt.
-fn watch(
+/// Hand output on until the pipe closes (or bash has exited and only background processes hold
+/// it); end the group at the deadline or on an interrupt.
+fn pump(
+    reader: &duct::ReaderHandle,
+    chunks: &mpsc::Receiver<std::io::Result<Vec<u8>>>,
     pgid: i32,
     deadline: Option<Instant>,
     interrupt: &AtomicBool,
-    done: &mpsc::Receiver<()>,
-) -> Option<Stop> {
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<Option<Stop>> {
+    let mut stop = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut exited_at: Option<Instant> = None;
     loop {
-        if interrupt.load(Ordering::SeqCst) {
-            stop_group(pgid, libc::SIGINT, done);
-            return Some(Stop::Interrupt);
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            stop_group(pgid, libc::SIGTERM, done);
-            return Some(Stop::Timeout);
-        }
-        let wait = deadline.map_or(POLL, |d| (d - now).min(POLL));
-        match done.recv_timeout(wait) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        match chunks.recv_timeout(POLL) {
+            Ok(Ok(chunk)) => on_output(&chunk),
+            Ok(Err(e)) => return Err(e).context("cannot read the step's output"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(stop),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-    }
-}
-
-/// Signal the group; if it has not finished after the grace period, SIGKILL it.
-fn stop_group(pgid: i32, first: i32, done: &mpsc::Receiver<()>) {
-    if pgid <= 0 {
-        return;
-    }
-    kill_group(pgid, first);
-    if done.recv_timeout(GRACE).is_err() {
-        kill_group(pgid, libc::SIGKILL);
+        let now = Instant::now();
+        if stop.is_none() {
+            let why = if interrupt.load(Ordering::SeqCst) {
+                Some((Stop::Interrupt, libc::SIGINT))
+            } else if deadline.is_some_and(|d| now >= d) {
+                Some((Stop::Timeout, libc::SIGTERM))
+            } else {
+                None
+            };
+            if let Some((why, signal)) = why {
+                kill_group(pgid, signal);
+                stop = Some(why);
+                kill_at = Some(now + GRACE);
+            }
+        }
+        if kill_at.is_some_and(|k| now >= k) {
+            kill_group(pgid, libc::SIGKILL);
+            kill_at = None;
+        }
+        if exited_at.is_none() && matches!(reader.try_wait(), Ok(Some(_))) {
+            exited_at = Some(now);
+        }
+        if exited_at.is_some_and(|t| now >= t + AFTER_EXIT) {
+            return Ok(stop);
+        }
     }
 }
 

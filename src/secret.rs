@@ -11,9 +11,23 @@ pub struct Masker {
 
 pub const MASK: &str = "***";
 
+/// The shortest line of a multi-line secret that is masked on its own.
+const MIN_LINE_SECRET: usize = 6;
+
 impl Masker {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Output is masked a line at a time, so a secret of several lines (a PEM key) is also
+        // masked line by line; lines too short to be telling are left alone.
+        let lines: Vec<String> = secrets
+            .iter()
+            .filter(|s| s.contains('\n'))
+            .flat_map(|s| {
+                s.lines().map(|l| l.trim_end_matches('\r').to_string()).collect::<Vec<_>>()
+            })
+            .filter(|l| l.trim().len() >= MIN_LINE_SECRET)
+            .collect();
+        secrets.extend(lines);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Masker { secrets }
@@ -21,6 +35,11 @@ impl Masker {
 
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
+    }
+
+    /// The length of the longest secret: how much output must be held back before a cut.
+    pub fn longest(&self) -> usize {
+        self.secrets.first().map_or(0, String::len)
     }
 
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
@@ -71,6 +90,14 @@ mod tests {
     fn masks_every_secret_longest_first() {
         let m = Masker::new(["abc".to_string(), "abcdef".to_string()]);
         assert_eq!(m.mask("x abcdef y abc"), "x *** y ***");
+    }
+
+    #[test]
+    fn a_secret_of_several_lines_is_masked_line_by_line() {
+        let m =
+            Masker::new(["-----BEGIN KEY-----\nMIIEabcdef123\nok\n-----END KEY-----".to_string()]);
+        assert_eq!(m.mask("line MIIEabcdef123"), "line ***");
+        assert_eq!(m.mask("ok"), "ok", "too short to mask alone");
     }
 
     #[test]

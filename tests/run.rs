@@ -89,3 +89,16 @@ fn plan_shows_rendered_steps_and_rollback_sequences_without_running() {
     );
     assert!(!t.path().join("trail").exists(), "plan must run nothing");
 }
+
+#[test]
+fn a_step_that_leaves_a_background_process_ends_when_bash_does() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"daemon\"\n[[step]]\ntitle = \"start a daemon\"\nkind = \"check\"\nrun = \"sleep 7.3131 & echo started\"\nexpect = { stdout = \"started\" }\n",
+    );
+    let started = std::time::Instant::now();
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 7.3131"]).status();
+}

@@ -175,7 +175,8 @@ fn continue_run(run: &RunState, plan: &Plan, journal: Writer, yes: bool) -> Resu
         },
         None => RUN,
     };
-    let mut engine = Engine::new(plan, journal, &ui, operator, yes).with_applied(applied);
+    let mut engine =
+        Engine::new(plan, journal, &ui, operator, yes).resumed(applied, attempts_of(run));
     let end = match choice {
         RUN => engine.run(next..last)?,
         DONE => {
@@ -287,4 +288,9 @@ fn step_processes(run_id: &str) -> Vec<i32> {
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
         })
         .collect()
+}
+
+/// How often each step was tried before the stop, by plan index.
+fn attempts_of(run: &RunState) -> std::collections::HashMap<usize, u32> {
+    run.steps.values().map(|s| (s.number - 1, s.attempts)).collect()
 }

@@ -50,6 +50,10 @@ pub struct Engine<'a> {
     yes: bool,
     /// Indices of steps that ran (their change may be in place), in the order they ran.
     applied: Vec<usize>,
+    /// A step was skipped by the operator: a rehearsal with a gap in it does not pass.
+    incomplete: bool,
+    /// Attempts already made per step index (a resumed run numbers its retries on from there).
+    attempts_before: std::collections::HashMap<usize, u32>,
 }
 
 impl<'a> Engine<'a> {
@@ -60,7 +64,16 @@ impl<'a> Engine<'a> {
         operator: &'a mut dyn Operator,
         yes: bool,
     ) -> Engine<'a> {
-        Engine { plan, journal, ui, operator, yes, applied: Vec::new() }
+        Engine {
+            plan,
+            journal,
+            ui,
+            operator,
+            yes,
+            applied: Vec::new(),
+            incomplete: false,
+            attempts_before: std::collections::HashMap::new(),
+        }
     }
 
     /// Run the steps in `range` (indices into the plan) and record how the run ended.
@@ -73,9 +86,15 @@ impl<'a> Engine<'a> {
         self.finish(RunEnd { status: RunStatus::Succeeded, code: code::OK })
     }
 
-    /// Continue a run from its journal: `applied` are the steps that already ran, in order.
-    pub fn with_applied(mut self, applied: Vec<usize>) -> Engine<'a> {
+    /// Continue a run from its journal: `applied` are the steps that already ran, in order, and
+    /// `attempts` how often each step was tried, so a re-run gets a log of its own.
+    pub fn resumed(
+        mut self,
+        applied: Vec<usize>,
+        attempts: std::collections::HashMap<usize, u32>,
+    ) -> Engine<'a> {
         self.applied = applied;
+        self.attempts_before = attempts;
         self
     }
 
@@ -104,10 +123,22 @@ impl<'a> Engine<'a> {
                 return self.finish(end);
             }
         }
-        self.say(&self.ui.bold("Every step passed. Now every rollback, newest first."));
+        let all_ran = !self.incomplete;
+        if all_ran {
+            self.say(&self.ui.bold("Every step passed. Now every rollback, newest first."));
+        } else {
+            self.say(
+                &self
+                    .ui
+                    .warn("A step was skipped: this rehearsal cannot pass. Rolling back what ran."),
+            );
+        }
         let end = self.rollback(None, "rehearsal: exercising every rollback")?;
         let end = match end.status {
-            RunStatus::RolledBack => RunEnd { status: RunStatus::Rehearsed, code: code::OK },
+            RunStatus::RolledBack if all_ran => {
+                RunEnd { status: RunStatus::Rehearsed, code: code::OK }
+            }
+            RunStatus::RolledBack => RunEnd { status: RunStatus::Failed, code: code::ROLLED_BACK },
             _ => end,
         };
         self.finish(end)
@@ -139,6 +170,7 @@ impl<'a> Engine<'a> {
             )? {
                 Answer::Chose(RUN) => {}
                 Answer::Chose(SKIP) => {
+                    self.incomplete = true;
                     let reason = "skipped by the operator".to_string();
                     self.journal.append(Event::StepSkipped { step: step.number, reason })?;
                     return Ok(Next::Continue);
@@ -157,7 +189,7 @@ impl<'a> Engine<'a> {
     fn attempts(&mut self, idx: usize) -> Result<Next> {
         let plan = self.plan;
         let step = &plan.steps[idx];
-        let mut attempt = 0;
+        let mut attempt = self.attempts_before.get(&idx).copied().unwrap_or(0);
         loop {
             attempt += 1;
             let result = self.execute(step, attempt)?;
@@ -183,7 +215,14 @@ impl<'a> Engine<'a> {
             }
             match self.after_failure(step)? {
                 Answer::Chose(RETRY) => continue,
-                Answer::Chose(SKIP) => return Ok(Next::Continue),
+                Answer::Chose(SKIP) => {
+                    // It failed and may have partly applied: a later rollback still undoes it.
+                    self.applied.push(idx);
+                    self.incomplete = true;
+                    let reason = "failed; the operator chose to skip it and go on".to_string();
+                    self.journal.append(Event::StepSkipped { step: step.number, reason })?;
+                    return Ok(Next::Continue);
+                }
                 Answer::Chose(ROLLBACK) => {
                     let reason = format!("step {} failed: {}", step.number, result.check);
                     return Ok(Next::Stop(self.rollback(Some(idx), &reason)?));
@@ -343,7 +382,7 @@ impl<'a> Engine<'a> {
     fn rollback(&mut self, failed: Option<usize>, reason: &str) -> Result<RunEnd> {
         let mut order: Vec<usize> = failed.into_iter().collect();
         order.extend(self.applied.iter().rev().filter(|i| Some(**i) != failed));
-        self.say(&self.ui.warn(&format!("Rolling back: {reason}")));
+        self.say(&self.ui.warn(&format!("Rolling back: {}", self.plan.masker.mask(reason))));
         let mut kept = Vec::new();
         for (pos, &idx) in order.iter().enumerate() {
             let plan = self.plan;
@@ -414,7 +453,11 @@ impl<'a> Engine<'a> {
         } else {
             self.ui.bad("  ✗ ROLLBACK FAILED")
         };
-        self.say(&format!("{mark} step {} ({})", step.number, result.check));
+        self.say(&format!(
+            "{mark} step {} ({})",
+            step.number,
+            self.plan.masker.mask(&result.check)
+        ));
         Ok(ok)
     }
 

@@ -39,8 +39,13 @@ pub struct Terminal;
 
 impl Operator for Terminal {
     fn choose(&mut self, question: &str, choices: &[Choice]) -> Result<Answer> {
-        let menu: Vec<String> =
-            choices.iter().map(|c| format!("[{}]{}", &c.0[..1], &c.0[1..])).collect();
+        let menu: Vec<String> = choices
+            .iter()
+            .map(|c| {
+                let n = unique_prefix(c, choices);
+                format!("[{}]{}", &c.0[..n], &c.0[n..])
+            })
+            .collect();
         loop {
             eprint!("{question} {}: ", menu.join(" / "));
             let _ = std::io::stderr().flush();
@@ -61,14 +66,34 @@ impl Operator for Terminal {
     }
 }
 
+/// The answer picks the one choice it is a prefix of (`r` for run, `ro` for rollback).
 fn matches(c: &Choice, word: &str, all: &[Choice]) -> bool {
-    if word == c.0 {
-        return true;
+    word == c.0
+        || (!word.is_empty()
+            && c.0.starts_with(word)
+            && all.iter().filter(|o| o.0.starts_with(word)).count() == 1)
+}
+
+/// How many letters tell this choice apart from the others: `retry` and `rollback` need two.
+fn unique_prefix(c: &Choice, all: &[Choice]) -> usize {
+    (1..c.0.len())
+        .find(|&n| all.iter().filter(|o| o.0.starts_with(&c.0[..n])).count() == 1)
+        .unwrap_or(c.0.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ambiguous_letters_need_a_longer_prefix() {
+        let all = [RETRY, ROLLBACK, SKIP, ABORT];
+        assert_eq!(unique_prefix(&RETRY, &all), 2);
+        assert_eq!(unique_prefix(&SKIP, &all), 1);
+        assert!(matches(&ROLLBACK, "ro", &all));
+        assert!(!matches(&ROLLBACK, "r", &all));
+        assert!(matches(&RETRY, "retry", &all));
     }
-    // A single letter picks the choice that starts with it, when only one does.
-    word.len() == 1
-        && c.0.starts_with(word)
-        && all.iter().filter(|o| o.0.starts_with(word)).count() == 1
 }
 
 /// Read one line from stdin; `None` on Ctrl-C or end of input.

@@ -228,7 +228,11 @@ fn apply(state: &mut RunState, record: &Record) {
         }
         Event::StepSkipped { step, reason } => {
             let s = step_of(state, *step);
-            s.status = StepStatus::Skipped;
+            // A failed step the operator skipped may have partly applied: it stays failed, so a
+            // rollback of the run still undoes it.
+            if s.status != StepStatus::Failed {
+                s.status = StepStatus::Skipped;
+            }
             s.note = Some(reason.clone());
         }
         Event::RollbackStarted { step, .. } => {

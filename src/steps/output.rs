@@ -75,7 +75,10 @@ impl<'a> OutputSink<'a> {
         }
         self.carry.extend_from_slice(rest);
         if self.carry.len() >= MAX_LINE {
-            let long = std::mem::take(&mut self.carry);
+            // Hold back what could be the start of a secret, so the cut cannot split one.
+            let keep = self.masker.longest().saturating_sub(1).min(self.carry.len());
+            let rest = self.carry.split_off(self.carry.len() - keep);
+            let long = std::mem::replace(&mut self.carry, rest);
             self.line(&long, &mut out);
         }
         self.emit(&out);
