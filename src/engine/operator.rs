@@ -81,21 +81,6 @@ fn unique_prefix(c: &Choice, all: &[Choice]) -> usize {
         .unwrap_or(c.0.len())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ambiguous_letters_need_a_longer_prefix() {
-        let all = [RETRY, ROLLBACK, SKIP, ABORT];
-        assert_eq!(unique_prefix(&RETRY, &all), 2);
-        assert_eq!(unique_prefix(&SKIP, &all), 1);
-        assert!(matches(&ROLLBACK, "ro", &all));
-        assert!(!matches(&ROLLBACK, "r", &all));
-        assert!(matches(&RETRY, "retry", &all));
-    }
-}
-
 /// Read one line from stdin; `None` on Ctrl-C or end of input.
 fn read_line() -> Result<Option<String>> {
     let mut line = Vec::new();
@@ -139,5 +124,20 @@ impl Operator for Unattended {
         bail!(
             "{label}: a secret prompt needs a terminal; pass the value another way (--var, from_env)"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ambiguous_letters_need_a_longer_prefix() {
+        let all = [RETRY, ROLLBACK, SKIP, ABORT];
+        assert_eq!(unique_prefix(&RETRY, &all), 2);
+        assert_eq!(unique_prefix(&SKIP, &all), 1);
+        assert!(matches(&ROLLBACK, "ro", &all));
+        assert!(!matches(&ROLLBACK, "r", &all));
+        assert!(matches(&RETRY, "retry", &all));
     }
 }
