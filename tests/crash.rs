@@ -176,3 +176,26 @@ fn an_unwritable_state_directory_stops_before_any_step() {
     assert!(out.stderr.contains("--state-dir or RUNBOOK_STATE_DIR"), "{out:?}");
     assert!(!t.path().join("trail").exists(), "no step ran");
 }
+
+#[test]
+fn killed_after_a_step_failed_resume_rolls_back_unattended_and_never_skips_it() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        &runbook(false).replace("echo run 2 >> {{trail}}\"", "echo run 2 >> {{trail}} && exit 1\""),
+    );
+    // Event 5 is step 2's step_finished (failed); the process dies before any answer.
+    let crashed = t
+        .command(&["run", "rb.toml", "--yes"])
+        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "5")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None);
+    let out = t.run(&["resume", "last", "--yes"]).code(3);
+    assert!(out.stderr.contains("Step 2 had failed"), "{out:?}");
+    assert_eq!(
+        t.read("trail"),
+        "run 1\nrun 2\nundo 2\nundo 1\n",
+        "step 3 never ran; 2 then 1 undone"
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::engine::operator::{
-    ABORT, Answer, Choice, DONE, Operator, ROLLBACK, RUN, Terminal, Unattended,
+    ABORT, Answer, Choice, DONE, Operator, RETRY, ROLLBACK, RUN, SKIP, Terminal, Unattended,
 };
 use crate::engine::{Engine, code};
 use crate::journal::lock::{self, Holder};
@@ -35,7 +35,7 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
             "{} changed since run {} started (sha256 {} then, {} now); resume needs the same revision. To undo what the run did: runbook rollback {}",
             run.started.runbook,
             run.id,
-            &run.started.hash[..12],
+            run.started.hash.get(..12).unwrap_or(&run.started.hash),
             &rb.hash[..12],
             run.id
         ))
@@ -142,49 +142,71 @@ fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Result<Plan> {
     )
 }
 
+/// Where the run stopped.
+enum Stopped {
+    /// A step had started and not finished: it may or may not have done its work.
+    InFlight(usize),
+    /// A step had failed and the operator's answer (retry, rollback, skip) never came.
+    Failed(usize),
+    /// Between steps.
+    Between,
+}
+
+fn stopped_at(run: &RunState) -> Stopped {
+    match run.last_started().and_then(|n| run.steps.get(&n)) {
+        Some(s) if s.status == StepStatus::InFlight => Stopped::InFlight(s.number - 1),
+        Some(s) if s.status == StepStatus::Failed && s.note.is_none() => {
+            Stopped::Failed(s.number - 1)
+        }
+        _ => Stopped::Between,
+    }
+}
+
 fn continue_run(run: &RunState, plan: &Plan, journal: Writer, yes: bool) -> Result<i32> {
     let ui = Ui::new();
     let (first, last) = run.started.range.unwrap_or((1, plan.steps.len()));
     let applied = applied_in_order(run);
-    let in_flight =
-        run.steps.values().find(|s| s.status == StepStatus::InFlight).map(|s| s.number - 1);
-    let next = (first - 1..last)
-        .find(|i| {
-            run.steps
-                .get(&(i + 1))
-                .is_some_and(|s| matches!(s.status, StepStatus::Pending | StepStatus::InFlight))
-        })
+    let stopped = stopped_at(run);
+    let pending = (first - 1..last)
+        .find(|i| run.steps.get(&(i + 1)).is_some_and(|s| s.status == StepStatus::Pending))
         .unwrap_or(last);
     ui.say(&format!("{} {}: resuming run {}", ui.bold("runbook"), plan.name, run.id));
     ui.say(&format!("  done before the stop: {}", describe(&applied)));
     let mut term = Terminal;
     let mut unattended = Unattended;
     let operator: &mut dyn Operator = if yes { &mut unattended } else { &mut term };
-    if let Some(idx) = in_flight {
-        show_in_flight(&ui, run, idx + 1);
-        settle_processes(&ui, run, yes, operator)?;
-    }
-    let choice = match in_flight {
-        Some(_) if yes => RUN,
-        Some(idx) => match operator.choose(
-            &format!("Step {} was in flight. What now?", idx + 1),
-            &[RUN, DONE, ROLLBACK, ABORT],
-        )? {
-            Answer::Chose(c) => c,
-            Answer::Interrupted => ABORT,
-        },
-        None => RUN,
+    let (idx, choice) = match stopped {
+        Stopped::InFlight(idx) => {
+            show_in_flight(&ui, run, idx + 1);
+            settle_processes(&ui, run, idx + 1, yes, operator)?;
+            let q = format!("Step {} was in flight. What now?", idx + 1);
+            (idx, decide(operator, yes, RUN, &q, &[RUN, DONE, ROLLBACK, ABORT])?)
+        }
+        Stopped::Failed(idx) => {
+            let check = run.steps.get(&(idx + 1)).map_or("", |s| s.check.as_str());
+            ui.say(&ui.warn(&format!(
+                "Step {} had failed ({check}) and nobody had decided what next.",
+                idx + 1
+            )));
+            let q = format!("Step {} failed. What now?", idx + 1);
+            // Unattended, as in `run --yes`: a failure rolls back.
+            (idx, decide(operator, yes, ROLLBACK, &q, &[RETRY, ROLLBACK, SKIP, ABORT])?)
+        }
+        Stopped::Between => (pending, RUN),
     };
     let mut engine =
         Engine::new(plan, journal, &ui, operator, yes).resumed(applied, attempts_of(run));
     let end = match choice {
-        RUN => engine.run(next..last)?,
+        RUN | RETRY => engine.run(idx..last)?,
         DONE => {
-            let idx = in_flight.unwrap_or(next);
             engine.mark_done(idx)?;
             engine.run(idx + 1..last)?
         }
-        ROLLBACK => engine.resume_rollback(in_flight)?,
+        SKIP => {
+            engine.skip_failed(idx)?;
+            engine.run(idx + 1..last)?
+        }
+        ROLLBACK => engine.resume_rollback(Some(idx))?,
         _ => {
             ui.say("Nothing was run. The run stays open: `runbook resume` or `runbook rollback` it later.");
             return Ok(code::ABORTED);
@@ -194,12 +216,33 @@ fn continue_run(run: &RunState, plan: &Plan, journal: Writer, yes: bool) -> Resu
     Ok(end.code)
 }
 
+/// The operator's answer, or the unattended one.
+fn decide(
+    operator: &mut dyn Operator,
+    yes: bool,
+    unattended: Choice,
+    question: &str,
+    choices: &[Choice],
+) -> Result<Choice> {
+    if yes {
+        return Ok(unattended);
+    }
+    Ok(match operator.choose(question, choices)? {
+        Answer::Chose(c) => c,
+        Answer::Interrupted => ABORT,
+    })
+}
+
 /// Steps that succeeded, in the order they ran, as plan indices.
 fn applied_in_order(run: &RunState) -> Vec<usize> {
     let mut done: Vec<usize> = run
         .applied_newest_first()
         .into_iter()
-        .filter(|s| s.status == StepStatus::Succeeded)
+        // Succeeded, or failed and skipped on purpose (it may have partly applied).
+        .filter(|s| {
+            s.status == StepStatus::Succeeded
+                || (s.status == StepStatus::Failed && s.note.is_some())
+        })
         .map(|s| s.number - 1)
         .collect();
     done.reverse();
@@ -226,6 +269,7 @@ fn show_in_flight(ui: &Ui, run: &RunState, number: usize) {
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
         ui.say("  (it printed nothing)");
+        return;
     }
     ui.say("  its last output:");
     for line in &lines[lines.len().saturating_sub(10)..] {
@@ -235,8 +279,14 @@ fn show_in_flight(ui: &Ui, run: &RunState, number: usize) {
 
 /// Processes a step started may outlive the engine: find them by RUNBOOK_RUN_ID and, on the
 /// operator's word, wait for them or stop them. Unattended, they are stopped.
-fn settle_processes(ui: &Ui, run: &RunState, yes: bool, operator: &mut dyn Operator) -> Result<()> {
-    let pids = step_processes(&run.id);
+fn settle_processes(
+    ui: &Ui,
+    run: &RunState,
+    step: usize,
+    yes: bool,
+    operator: &mut dyn Operator,
+) -> Result<()> {
+    let pids = step_processes(&run.id, step);
     if pids.is_empty() {
         return Ok(());
     }
@@ -259,12 +309,12 @@ fn settle_processes(ui: &Ui, run: &RunState, yes: bool, operator: &mut dyn Opera
     }
     let deadline = std::time::Instant::now()
         + if choice == STOP { Duration::from_secs(5) } else { Duration::MAX / 4 };
-    while !step_processes(&run.id).is_empty() {
+    while !step_processes(&run.id, step).is_empty() {
         if signals::interrupted() {
             bail!("interrupted while waiting for the step's processes; nothing was run");
         }
         if std::time::Instant::now() > deadline {
-            for pid in step_processes(&run.id) {
+            for pid in step_processes(&run.id, step) {
                 // SAFETY: as above; they ignored SIGTERM.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -274,9 +324,11 @@ fn settle_processes(ui: &Ui, run: &RunState, yes: bool, operator: &mut dyn Opera
     Ok(())
 }
 
-/// Processes whose environment carries this run's id.
-fn step_processes(run_id: &str) -> Vec<i32> {
-    let needle = format!("RUNBOOK_RUN_ID={run_id}");
+/// Processes whose environment says they belong to this run's step (RUNBOOK_RUN_ID and
+/// RUNBOOK_STEP); a daemon an earlier step started on purpose is left alone.
+fn step_processes(run_id: &str, step: usize) -> Vec<i32> {
+    let run_var = format!("RUNBOOK_RUN_ID={run_id}");
+    let step_var = format!("RUNBOOK_STEP={step}");
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok())
@@ -284,8 +336,10 @@ fn step_processes(run_id: &str) -> Vec<i32> {
         .filter(|pid| *pid != std::process::id() as i32)
         .filter(|pid| {
             let environ: PathBuf = ["/proc", &pid.to_string(), "environ"].iter().collect();
-            std::fs::read(environ)
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+            std::fs::read(environ).is_ok_and(|env| {
+                let has = |var: &str| env.split(|b| *b == 0).any(|v| v == var.as_bytes());
+                has(&run_var) && has(&step_var)
+            })
         })
         .collect()
 }

@@ -115,6 +115,14 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// At resume: the failed step is skipped on the operator's word (and kept for rollback).
+    pub fn skip_failed(&mut self, idx: usize) -> Result<()> {
+        self.applied.push(idx);
+        self.incomplete = true;
+        let reason = "failed; the operator chose at resume to skip it and go on".to_string();
+        self.journal.append(Event::StepSkipped { step: self.plan.steps[idx].number, reason })
+    }
+
     /// A rehearsal: every step, then every rollback newest first (each verified where the step
     /// says how). It passes only when both halves do.
     pub fn rehearse(&mut self) -> Result<RunEnd> {
@@ -325,7 +333,7 @@ impl<'a> Engine<'a> {
             log,
         })?;
         let label = format!("step {}/{} {}", step.number, self.total(), step.title);
-        let result = self.run_work(&step.work, &step.expect, &log_path, &label);
+        let result = self.run_work(step.number, &step.work, &step.expect, &log_path, &label);
         let result = result.unwrap_or_else(|e| StepResult::could_not_run(&e));
         self.show_result(step, &result);
         Ok(result)
@@ -333,18 +341,20 @@ impl<'a> Engine<'a> {
 
     fn run_work(
         &self,
+        step: usize,
         work: &Work,
         expect: &Expect,
         log: &std::path::Path,
         label: &str,
     ) -> Result<StepResult> {
-        self.run_work_until(work, expect, log, label, &signals::INTERRUPTED)
+        self.run_work_until(step, work, expect, log, label, &signals::INTERRUPTED)
     }
 
     /// Run work that stops when `interrupt` is set. Rollbacks pass `signals::NEVER`: a Ctrl-C
     /// must not cut a rollback command in half; the operator is asked after it instead.
     fn run_work_until(
         &self,
+        step: usize,
         work: &Work,
         expect: &Expect,
         log: &std::path::Path,
@@ -354,7 +364,7 @@ impl<'a> Engine<'a> {
         let ctx = StepContext {
             ui: self.ui,
             masker: &self.plan.masker,
-            env: &self.plan.step_env,
+            env: &self.step_env(step),
             interrupt,
             log_path: log,
             echo: true,
@@ -363,6 +373,14 @@ impl<'a> Engine<'a> {
         let result = steps::execute(work, expect, &ctx);
         self.ui.finish_spinner();
         result
+    }
+
+    /// The run's environment for steps, plus RUNBOOK_STEP, by which `resume` tells one step's
+    /// leftover processes from another's.
+    fn step_env(&self, step: usize) -> Vec<(String, String)> {
+        let mut env = self.plan.step_env.clone();
+        env.push(("RUNBOOK_STEP".into(), step.to_string()));
+        env
     }
 
     fn record_finish(&mut self, step: &PlannedStep, attempt: u32, r: &StepResult) -> Result<()> {
@@ -432,7 +450,14 @@ impl<'a> Engine<'a> {
         ));
         let label = format!("rollback of step {}", step.number);
         let mut result = self
-            .run_work_until(work, &Expect::default(), &log_path, &label, &signals::NEVER)
+            .run_work_until(
+                step.number,
+                work,
+                &Expect::default(),
+                &log_path,
+                &label,
+                &signals::NEVER,
+            )
             .unwrap_or_else(|e| StepResult::could_not_run(&e));
         if result.outcome == Outcome::Ok
             && let Some(verify) = &step.verify_rollback
@@ -485,7 +510,14 @@ impl<'a> Engine<'a> {
         let (log_path, _) = self.log_path(step.number, "verify");
         let label = format!("verifying the rollback of step {}", step.number);
         let check = self
-            .run_work_until(verify, &Expect::default(), &log_path, &label, &signals::NEVER)
+            .run_work_until(
+                step.number,
+                verify,
+                &Expect::default(),
+                &log_path,
+                &label,
+                &signals::NEVER,
+            )
             .unwrap_or_else(|e| StepResult::could_not_run(&e));
         let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
         result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);

@@ -115,6 +115,14 @@ impl RunState {
             .unwrap_or(0)
     }
 
+    /// The step that started last: where a run that stopped without an end stood.
+    pub fn last_started(&self) -> Option<usize> {
+        self.records.iter().rev().find_map(|r| match r.event {
+            Event::StepStarted { step, .. } => Some(step),
+            _ => None,
+        })
+    }
+
     pub fn step_title(&self, number: usize) -> &str {
         self.started.steps.iter().find(|s| s.number == number).map_or("?", |s| s.title.as_str())
     }
