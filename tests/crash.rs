@@ -199,3 +199,67 @@ fn killed_after_a_step_failed_resume_rolls_back_unattended_and_never_skips_it() 
         "step 3 never ran; 2 then 1 undone"
     );
 }
+
+const SECRET_UNDO: &str = r#"[runbook]
+name = "secret-undo"
+
+[vars]
+token = { from_env = "DEPLOY_TOKEN", secret = true }
+
+[[step]]
+title = "apply with a token"
+kind = "apply"
+run = "touch {{runbook_dir}}/applied"
+rollback = "test -n \"{{token}}\" && rm {{runbook_dir}}/applied && echo undone-$(printf %s \"{{token}}\" | wc -c) >> {{runbook_dir}}/trail"
+verify_rollback = "test ! -e {{runbook_dir}}/applied"
+
+[[step]]
+title = "never reached"
+kind = "check"
+run = "true"
+"#;
+
+#[test]
+fn rollback_of_a_past_run_gets_its_secrets_again_and_checks_verify_rollback() {
+    let t = Runbook::new().env("DEPLOY_TOKEN", "tok-123");
+    t.file("rb.toml", SECRET_UNDO);
+    // After step 1 finished (event 3), before step 2 started.
+    let crashed = t
+        .command(&["run", "rb.toml", "--yes"])
+        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None);
+    let out = t.run(&["rollback", "last", "--yes"]).success();
+    assert!(out.stderr.contains("verify_rollback passed"), "{out:?}");
+    assert_eq!(t.read("trail"), "undone-7\n", "the rollback command got the 7-byte token");
+    assert!(!out.stderr.contains("tok-123") && !out.stdout.contains("tok-123"));
+}
+
+#[test]
+fn rollback_refuses_when_a_secret_it_needs_cannot_be_read_again() {
+    let t = Runbook::new().env("DEPLOY_TOKEN", "tok-123");
+    t.file("rb.toml", SECRET_UNDO);
+    let crashed = t
+        .command(&["run", "rb.toml", "--yes"])
+        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None);
+    std::fs::remove_file(t.path().join("rb.toml")).unwrap();
+    let mut cmd = t.command(&["rollback", "last", "--yes"]);
+    cmd.env_remove("DEPLOY_TOKEN");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RUNBOOK_SECRET_TOKEN"), "{err}");
+    assert!(t.path().join("applied").exists(), "nothing was rolled back");
+    // Supplied by hand, it works.
+    let out = t
+        .command(&["rollback", "last", "--yes"])
+        .env("RUNBOOK_SECRET_TOKEN", "tok-123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!t.path().join("applied").exists());
+}

@@ -13,6 +13,13 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::journal::Store;
 use crate::journal::store::state_dir;
+use std::io::IsTerminal;
+
+use crate::engine::operator::{Operator, Terminal};
+use crate::journal::RunState;
+use crate::plan::{Context, Plan};
+use crate::runbook::validate::BUILTINS;
+use crate::secret::MASK;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     if prints_only(&cli.command) {
@@ -55,4 +62,37 @@ fn die_quietly_on_broken_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// The plan as it was: same run id and folder, same environment, and the variable values the
+/// run recorded (secrets are looked up again, since the journal never held them).
+pub(crate) fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Result<Plan> {
+    let overrides: Vec<(String, String)> = run
+        .started
+        .vars
+        .iter()
+        .filter(|(k, v)| !BUILTINS.contains(&k.as_str()) && v.as_str() != MASK)
+        .filter(|(k, _)| {
+            rb.vars
+                .iter()
+                .chain(rb.envs.values().flat_map(|e| e.vars.iter()))
+                .any(|d| &d.name == *k && !d.secret)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut term = Terminal;
+    let mut ask = |label: &str| term.secret(label);
+    let terminal = std::io::stdin().is_terminal();
+    Plan::build(
+        rb,
+        Context {
+            env: run.started.env.as_deref(),
+            overrides: &overrides,
+            run_id: run.id.clone(),
+            run_dir: run.dir.clone(),
+            operator: crate::operator(),
+            ask_secret: if terminal { Some(&mut ask) } else { None },
+            dry: false,
+        },
+    )
 }

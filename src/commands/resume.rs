@@ -14,9 +14,8 @@ use crate::engine::operator::{
 use crate::engine::{Engine, code};
 use crate::journal::lock::{self, Holder};
 use crate::journal::{Event, RunState, StepStatus, Store, Writer, reader, shared};
-use crate::plan::{Context, Plan};
-use crate::runbook::{load, validate::BUILTINS};
-use crate::secret::MASK;
+use crate::plan::Plan;
+use crate::runbook::load;
 use crate::ui::Ui;
 use crate::{Refused, signals};
 
@@ -41,7 +40,7 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
         ))
         .into());
     }
-    let plan = rebuild_plan(&rb, &run)?;
+    let plan = super::rebuild_plan(&rb, &run)?;
     let _lock = lock::acquire(
         &lock::lock_path(store.root(), &rb.name, plan.env.as_deref()),
         &Holder {
@@ -107,39 +106,6 @@ fn refuse_unresumable(run: &RunState) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The plan as it was: same run id and folder, same environment, and the variable values the
-/// run recorded (secrets are looked up again, since the journal never held them).
-fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Result<Plan> {
-    let overrides: Vec<(String, String)> = run
-        .started
-        .vars
-        .iter()
-        .filter(|(k, v)| !BUILTINS.contains(&k.as_str()) && v.as_str() != MASK)
-        .filter(|(k, _)| {
-            rb.vars
-                .iter()
-                .chain(rb.envs.values().flat_map(|e| e.vars.iter()))
-                .any(|d| &d.name == *k && !d.secret)
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut term = Terminal;
-    let mut ask = |label: &str| term.secret(label);
-    let terminal = std::io::stdin().is_terminal();
-    Plan::build(
-        rb,
-        Context {
-            env: run.started.env.as_deref(),
-            overrides: &overrides,
-            run_id: run.id.clone(),
-            run_dir: run.dir.clone(),
-            operator: crate::operator(),
-            ask_secret: if terminal { Some(&mut ask) } else { None },
-            dry: false,
-        },
-    )
 }
 
 /// Where the run stopped.

@@ -286,13 +286,7 @@ impl<'a> Engine<'a> {
         let plan = self.plan;
         let step = &plan.steps[idx];
         let started = std::time::Instant::now();
-        self.journal.append(Event::StepStarted {
-            step: step.number,
-            attempt: 1,
-            work: step.work.for_journal(&self.plan.masker),
-            rollback: step.rollback.as_ref().map(|w| w.for_journal(&self.plan.masker)),
-            log: String::new(),
-        })?;
+        self.journal_start(step, 1, String::new())?;
         self.say(&format!("  {}", self.ui.bold("Do this by hand:")));
         for line in self.plan.masker.mask(instructions).lines() {
             self.say(&format!("    {line}"));
@@ -320,18 +314,25 @@ impl<'a> Engine<'a> {
         (self.plan.run_dir.join(&name), name)
     }
 
+    /// The start of a step, with everything a later rollback of the run needs, as run.
+    fn journal_start(&mut self, step: &PlannedStep, attempt: u32, log: String) -> Result<()> {
+        let m = &self.plan.masker;
+        self.journal.append(Event::StepStarted {
+            step: step.number,
+            attempt,
+            work: step.work.for_journal(m),
+            rollback: step.rollback.as_ref().map(|w| w.for_journal(m)),
+            verify: step.verify_rollback.as_ref().map(|w| w.for_journal(m)),
+            log,
+        })
+    }
+
     /// Journal the start, run the work, show the result. The finish is journalled by the caller
     /// once any confirmation is in.
     fn execute(&mut self, step: &PlannedStep, attempt: u32) -> Result<StepResult> {
         let what = if attempt == 1 { "run".to_string() } else { format!("run{attempt}") };
         let (log_path, log) = self.log_path(step.number, &what);
-        self.journal.append(Event::StepStarted {
-            step: step.number,
-            attempt,
-            work: step.work.for_journal(&self.plan.masker),
-            rollback: step.rollback.as_ref().map(|w| w.for_journal(&self.plan.masker)),
-            log,
-        })?;
+        self.journal_start(step, attempt, log)?;
         let label = format!("step {}/{} {}", step.number, self.total(), step.title);
         let result = self.run_work(step.number, &step.work, &step.expect, &log_path, &label);
         let result = result.unwrap_or_else(|e| StepResult::could_not_run(&e));

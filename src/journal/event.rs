@@ -28,6 +28,9 @@ pub enum Event {
         attempt: u32,
         work: Work,
         rollback: Option<Work>,
+        /// `verify_rollback`, so a rollback of the run later checks it too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verify: Option<Work>,
         log: String,
     },
     StepFinished {

@@ -32,6 +32,7 @@ pub struct StepState {
     pub attempts: u32,
     pub work: Option<Work>,
     pub rollback: Option<Work>,
+    pub verify: Option<Work>,
     pub exit_code: Option<i32>,
     pub duration_ms: u64,
     pub check: String,
@@ -51,6 +52,7 @@ impl StepState {
             attempts: 0,
             work: None,
             rollback: None,
+            verify: None,
             exit_code: None,
             duration_ms: 0,
             check: String::new(),
@@ -207,12 +209,13 @@ fn apply(state: &mut RunState, record: &Record) {
     state.last_seq = record.seq;
     match &record.event {
         Event::RunStarted(_) => {}
-        Event::StepStarted { step, attempt, work, rollback, log } => {
+        Event::StepStarted { step, attempt, work, rollback, verify, log } => {
             let s = step_of(state, *step);
             s.status = StepStatus::InFlight;
             s.attempts = *attempt;
             s.work = Some(work.clone());
             s.rollback = rollback.clone();
+            s.verify = verify.clone();
             s.log = Some(log.clone());
         }
         Event::StepFinished {
