@@ -53,6 +53,11 @@ pub enum Work {
         requests: u32,
         redis: Option<String>,
         pattern: Option<String>,
+        /// For a `run` source: where and how long, as for shell steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
     },
 }
 
@@ -80,14 +85,18 @@ impl Work {
                 max,
                 until,
             },
-            Work::Measure { run, capture, http, requests, redis, pattern } => Work::Measure {
-                run: run.as_deref().map(m),
-                capture,
-                http: http.as_deref().map(url),
-                requests,
-                redis: redis.as_deref().map(url),
-                pattern,
-            },
+            Work::Measure { run, capture, http, requests, redis, pattern, cwd, timeout_ms } => {
+                Work::Measure {
+                    run: run.as_deref().map(m),
+                    capture,
+                    http: http.as_deref().map(url),
+                    requests,
+                    redis: redis.as_deref().map(url),
+                    pattern,
+                    cwd,
+                    timeout_ms,
+                }
+            }
         }
     }
 
@@ -500,11 +509,13 @@ impl Renderer<'_> {
                     until: w.until.clone(),
                 }
             }
-            Action::Measure(m) => self.measure(m),
+            Action::Measure(m) => self.measure(m, s),
         }
     }
 
-    fn measure(&self, m: &MeasureDef) -> Work {
+    fn measure(&self, m: &MeasureDef, s: &Step) -> Work {
+        let cwd = s.cwd.as_ref().map(|c| self.value(c));
+        let timeout_ms = s.timeout.map(millis);
         match m {
             MeasureDef::Command { run, patterns } => Work::Measure {
                 run: Some(self.shell(run)),
@@ -513,6 +524,8 @@ impl Renderer<'_> {
                 requests: 0,
                 redis: None,
                 pattern: None,
+                cwd: cwd.clone(),
+                timeout_ms,
             },
             MeasureDef::Http { url, requests, .. } => Work::Measure {
                 run: None,
@@ -521,6 +534,8 @@ impl Renderer<'_> {
                 requests: *requests,
                 redis: None,
                 pattern: None,
+                cwd: cwd.clone(),
+                timeout_ms,
             },
             MeasureDef::Redis { url, pattern } => Work::Measure {
                 run: None,
@@ -529,6 +544,8 @@ impl Renderer<'_> {
                 requests: 0,
                 redis: Some(self.value(url)),
                 pattern: pattern.as_ref().map(|p| self.value(p)),
+                cwd: cwd.clone(),
+                timeout_ms,
             },
         }
     }

@@ -166,3 +166,22 @@ fn a_measure_command_gets_the_runs_secrets_through_its_environment() {
         &events.iter().find(|e| e["event"] == "step_finished").unwrap()["details"]["metrics"];
     assert_eq!(metrics[0]["value"], 42.0);
 }
+
+#[test]
+fn a_measure_command_honours_cwd_and_timeout() {
+    let t = Runbook::new();
+    t.file("sub/figures", "depth=5\n");
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"m\"\n[[step]]\ntitle = \"read here\"\nkind = \"measure\"\ncwd = \"{{runbook_dir}}/sub\"\nrun = \"cat figures\"\ncapture = [\"depth=(?P<depth>\\\\d+)\"]\n\n[[step]]\ntitle = \"too slow\"\nkind = \"measure\"\ntimeout = \"500ms\"\nrun = \"sleep 5; echo depth=1\"\ncapture = [\"depth=(?P<late>\\\\d+)\"]\n",
+    );
+    let started = Instant::now();
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout ended it: {:?}",
+        started.elapsed()
+    );
+    assert!(out.stderr.contains("depth = 5"), "cwd was used: {out:?}");
+    assert!(out.stderr.contains("timed out"), "{out:?}");
+}

@@ -21,6 +21,8 @@ pub struct Record {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+// Events are made one at a time and written at once; their size in memory does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     RunStarted(RunStarted),
     StepStarted {

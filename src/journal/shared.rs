@@ -23,12 +23,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
+/// A stalled server must not freeze a deploy: every call gives up after this.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn connect(url: &str) -> Result<redis::Connection> {
     let client =
         redis::Client::open(url).with_context(|| format!("bad Redis URL {}", redact_url(url)))?;
-    client
+    let conn = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .with_context(|| format!("cannot reach {}", redact_url(url)))
+        .with_context(|| format!("cannot reach {}", redact_url(url)))?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(conn)
 }
 
 /// A lock in Redis, held until dropped.
@@ -128,6 +134,8 @@ fn spawn_heartbeat(
                     .ok()
             });
             if renewed != Some(1) {
+                // A dropped connection is made again at the next beat.
+                conn = None;
                 eprintln!(
                     "warning: could not renew the run lock in {}; another run may take it after {}s",
                     redact_url(&url),

@@ -62,13 +62,24 @@ pub fn unit_for(name: &str) -> &'static str {
 
 /// Take the measurements. On error nothing was changed anywhere: a retry is safe.
 pub fn measure(source: &MeasureSource) -> Result<Vec<Metric>> {
-    measure_with_env(source, &[])
+    let shell =
+        Shell { env: &[], cwd: None, timeout: None, interrupt: &crate::signals::INTERRUPTED };
+    measure_in(source, &shell)
 }
 
-/// `measure`, with environment variables for a command source (the run's secrets).
-pub fn measure_with_env(source: &MeasureSource, env: &[(String, String)]) -> Result<Vec<Metric>> {
+/// How a command source runs: the step's environment (secrets), working directory, timeout and
+/// interrupt flag, as for shell steps.
+pub struct Shell<'a> {
+    pub env: &'a [(String, String)],
+    pub cwd: Option<&'a std::path::Path>,
+    pub timeout: Option<Duration>,
+    pub interrupt: &'static std::sync::atomic::AtomicBool,
+}
+
+/// `measure`, with a command source run the way the step says.
+pub fn measure_in(source: &MeasureSource, shell: &Shell<'_>) -> Result<Vec<Metric>> {
     let metrics = match source {
-        MeasureSource::Command { run, patterns } => command::measure(run, patterns, env),
+        MeasureSource::Command { run, patterns } => command::measure(run, patterns, shell),
         MeasureSource::Http { url, requests, timeout } => http::measure(url, *requests, *timeout),
         MeasureSource::Redis { url, pattern } => redis::measure(url, pattern.as_deref()),
     };
@@ -128,9 +139,21 @@ pub fn compare(before: &[Metric], after: &[Metric]) -> Vec<Comparison> {
 
 /// Run a measure step for the engine: the figures go to the terminal, the step log and the
 /// journal, where the report pairs them before and after.
-pub fn run(source: &MeasureSource, ctx: &super::StepContext<'_>) -> Result<super::StepResult> {
+pub fn run(
+    source: &MeasureSource,
+    shell: &Shell<'_>,
+    ctx: &super::StepContext<'_>,
+) -> Result<super::StepResult> {
     let started = std::time::Instant::now();
-    let metrics = measure_with_env(source, ctx.env)?;
+    let metrics = match measure_in(source, shell) {
+        Ok(metrics) => metrics,
+        Err(e) if shell.interrupt.load(std::sync::atomic::Ordering::SeqCst) => {
+            let check = format!("interrupted: {e:#}");
+            let outcome = crate::journal::Outcome::Interrupted;
+            return Ok(super::StepResult::without_exit(outcome, check, started.elapsed(), None));
+        }
+        Err(e) => return Err(e),
+    };
     let mut text = String::new();
     for m in &metrics {
         text.push_str(&format!("{} = {} {}\n", m.name, format_value(m.value), m.unit));
@@ -140,14 +163,16 @@ pub fn run(source: &MeasureSource, ctx: &super::StepContext<'_>) -> Result<super
     for line in text.lines() {
         ctx.ui.say(&format!("  {line}"));
     }
-    Ok(super::StepResult {
-        outcome: crate::journal::Outcome::Ok,
-        exit_code: None,
-        duration: started.elapsed(),
-        check: format!("{} metrics measured", metrics.len()),
-        output_tail: text,
-        details: Some(serde_json::json!({ "metrics": metrics })),
-    })
+    let check = format!("{} metrics measured", metrics.len());
+    let details = Some(serde_json::json!({ "metrics": metrics }));
+    let mut result = super::StepResult::without_exit(
+        crate::journal::Outcome::Ok,
+        check,
+        started.elapsed(),
+        details,
+    );
+    result.output_tail = text;
+    Ok(result)
 }
 
 /// Whole numbers without a fraction, others with up to three decimals.

@@ -91,7 +91,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             };
             watch::run(&spec, ctx)
         }
-        Work::Measure { run, capture, http, requests, redis, pattern } => {
+        Work::Measure { run, capture, http, requests, redis, pattern, cwd, timeout_ms } => {
             let source = match (run, http, redis) {
                 (Some(run), _, _) => {
                     measure::MeasureSource::Command { run: run.clone(), patterns: capture.clone() }
@@ -106,7 +106,13 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                 }
                 (None, None, None) => bail!("a measure step needs run, http or redis"),
             };
-            measure::run(&source, ctx)
+            let shell = measure::Shell {
+                env: ctx.env,
+                cwd: cwd.as_deref().map(Path::new),
+                timeout: timeout_ms.map(Duration::from_millis),
+                interrupt: ctx.interrupt,
+            };
+            measure::run(&source, &shell, ctx)
         }
         Work::Flush { backup_file, .. } => {
             let spec = flush_spec(work).unwrap_or_else(|| unreachable!("a flush work"));

@@ -2,16 +2,15 @@
 
 use super::Metric;
 use anyhow::{Context, Result, bail};
-
 use regex::Regex;
 
 pub(super) fn measure(
     run: &str,
     patterns: &[String],
-    env: &[(String, String)],
+    shell: &super::Shell<'_>,
 ) -> Result<Vec<Metric>> {
     let regexes = compile(patterns)?;
-    let output = capture(run, env)?;
+    let output = capture(run, shell)?;
     let mut metrics = Vec::new();
     for (i, re) in regexes.iter().enumerate() {
         metrics.extend(read(i, re, &output)?);
@@ -24,14 +23,14 @@ const MAX_OUTPUT: usize = 1 << 20;
 
 /// Run the command through the one spawning helper (its own process group, the step's
 /// environment with the secrets, Ctrl-C) and keep its merged output, up to `MAX_OUTPUT`.
-fn capture(run: &str, env: &[(String, String)]) -> Result<String> {
+fn capture(run: &str, shell: &super::Shell<'_>) -> Result<String> {
     let mut out = Vec::new();
     let spawn = crate::process::Spawn {
         command: run,
-        cwd: None,
-        timeout: None,
-        env,
-        interrupt: &crate::signals::INTERRUPTED,
+        cwd: shell.cwd,
+        timeout: shell.timeout,
+        env: shell.env,
+        interrupt: shell.interrupt,
     };
     let exit = crate::process::run(&spawn, &mut |chunk| {
         let room = MAX_OUTPUT.saturating_sub(out.len());
