@@ -372,3 +372,26 @@ run = "test \"${RUNBOOK_SECRET_TOKEN}\" = {{token}} && echo token-len-${#RUNBOOK
         "the journal has the reference, not the value"
     );
 }
+
+#[test]
+fn a_rehearsal_with_a_skipped_step_does_not_pass() {
+    let rb = Runbook::new();
+    let file = rb.file(
+        "rb.toml",
+        &format!(
+            "[runbook]\nname = \"skip-rehearsal\"\n\n[env.staging.vars]\nx = \"1\"\n{THREE_STEPS}"
+        ),
+    );
+    let cmd = rb.command(&["rehearse", file.to_str().unwrap(), "--env", "staging"]);
+    let mut p =
+        spawn_command(cmd, Some(TIMEOUT_MS)).expect("start a rehearsal in a pseudo-terminal");
+    answer(&mut p, "Run step 1?", "r");
+    answer(&mut p, "Run step 2?", "s");
+    answer(&mut p, "Run step 3?", "r");
+    assert_eq!(exit_code(p), 3);
+    assert_eq!(rb.read("ran.log"), "1\n3\n");
+    assert_eq!(rb.read("undo.log"), "undo3\nundo1\n", "what ran is still rolled back");
+    let journal = rb.journal();
+    assert_eq!(run_finished(&journal)["status"], "failed");
+    assert!(!rb.state_dir().join("rehearsals.jsonl").exists(), "nothing recorded as passed");
+}
