@@ -1,6 +1,7 @@
 //! `runbook rollback RUN`: undo what a past run left applied, newest first, with the rollback
 //! commands its journal recorded (not today's file), appending to that run's journal. It holds
-//! the run lock while it works, gives the commands the secrets they refer to (read again from
+//! the run lock while it works (so a run still going is refused by the lock, not by a pid that
+//! may have been reused), gives the commands the secrets they refer to (read again from
 //! their sources, since the journal never held them) and checks `verify_rollback`.
 
 use std::io::IsTerminal;
@@ -12,9 +13,7 @@ use regex::Regex;
 use crate::engine::code;
 use crate::engine::operator::{Answer, NO, Operator, Terminal, YES};
 use crate::journal::lock::{self, Holder};
-use crate::journal::{
-    Event, Outcome, RunState, RunStatus, StepState, Store, Writer, reader, shared,
-};
+use crate::journal::{Event, Outcome, RunState, RunStatus, StepState, Store, Writer, shared};
 use crate::plan::{Plan, Work};
 use crate::runbook::{Expect, load};
 use crate::secret::Masker;
@@ -34,7 +33,6 @@ struct Undo<'a> {
 
 pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
     let run = store.find(wanted)?;
-    refuse_if_running(&run)?;
     let (todo, stays): (Vec<&StepState>, Vec<&StepState>) =
         run.applied_newest_first().into_iter().partition(|s| s.rollback.is_some());
     if todo.is_empty() {
@@ -270,16 +268,4 @@ impl Undo<'_> {
         self.ui.finish_spinner();
         result.unwrap_or_else(|e| StepResult::could_not_run(&e))
     }
-}
-
-fn refuse_if_running(run: &RunState) -> Result<()> {
-    let alive = reader::process_alive(run.started.pid) && run.started.host == crate::host();
-    if run.finished.is_none() && alive {
-        return Err(Refused(format!(
-            "run {} is still running (pid {} on {}); wait for it or stop it first",
-            run.id, run.started.pid, run.started.host
-        ))
-        .into());
-    }
-    Ok(())
 }
