@@ -146,3 +146,12 @@ fn examples_in_the_repository_are_valid() {
         }
     }
 }
+
+#[test]
+fn variable_names_that_differ_only_in_case_are_refused() {
+    let src = "[runbook]\nname = \"t\"\n\n[vars]\ntoken = { from_env = \"A\", secret = true }\nTOKEN = \"x\"\n\n[[step]]\ntitle = \"a\"\nkind = \"check\"\nrun = \"true\"\n";
+    let (code, err) = check(src);
+    assert_eq!(code, 2);
+    assert!(err.contains("variables `token` and `TOKEN` differ only in case"), "{err}");
+    assert_eq!(locations(&err), ["6:9"], "{err}");
+}

@@ -13,6 +13,7 @@ pub const BUILTINS: &[&str] = &["run_id", "run_dir", "runbook_dir", "env", "oper
 
 pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_variables(rb, d);
+    check_name_case(rb, d);
     check_ids(rb, d);
     check_rollbacks(rb, d);
     check_env_names(rb, d);
@@ -94,6 +95,30 @@ fn check_variables(rb: &Runbook, d: &mut Vec<Diagnostic>) {
                     .hint(format!("declare it in [vars]; built-ins are {}", BUILTINS.join(", "))),
             };
             d.push(diag);
+        }
+    }
+}
+
+/// Secrets reach commands as RUNBOOK_SECRET_<NAME in capitals>, so two names that differ only
+/// in case would hand one command the other's value.
+fn check_name_case(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    let all: Vec<&VarDef> =
+        rb.vars.iter().chain(rb.envs.values().flat_map(|e| e.vars.iter())).collect();
+    for (i, v) in all.iter().enumerate() {
+        let clash =
+            all[..i].iter().find(|o| o.name != v.name && o.name.eq_ignore_ascii_case(&v.name));
+        if let Some(o) = clash {
+            d.push(
+                Diagnostic::new(
+                    v.span.clone(),
+                    format!("variables `{}` and `{}` differ only in case", o.name, v.name),
+                )
+                .expected("names that differ by more than case")
+                .hint(format!(
+                    "both would reach commands as RUNBOOK_SECRET_{}",
+                    v.name.to_ascii_uppercase()
+                )),
+            );
         }
     }
 }
