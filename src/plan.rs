@@ -369,30 +369,18 @@ impl<'a> Resolver<'a> {
             bail!("variables refer to each other in a loop: {} -> {name}", stack.join(" -> "));
         }
         let (source, mut secret) = self.defs.get(name).cloned().context("unknown variable")?;
-        let mut tainted = false;
         if secret && self.dry {
             return Ok(Value { text: MASK.to_string(), secret: false });
         }
         let text = match source {
             VarSource::Value(t) => {
                 stack.push(name.to_string());
-                let mut failed = None;
-                let out = substitute(&t, |n| match self.resolve(n, stack, ask) {
-                    Ok(v) => {
-                        // A value built from a secret is a secret too.
-                        tainted |= v.secret;
-                        Some(v.text)
-                    }
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        None
-                    }
-                });
+                let filled = self.fill(&t, stack, ask);
                 stack.pop();
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                out
+                let (text, tainted) = filled?;
+                // A value built from a secret is a secret too.
+                secret |= tainted;
+                text
             }
             VarSource::FromEnv(var) => std::env::var(&var).with_context(|| {
                 format!("variable `{name}` comes from the environment variable {var}, which is not set; set it and run again (nothing was run)")
@@ -411,10 +399,36 @@ impl<'a> Resolver<'a> {
                 ),
             },
         };
-        secret |= tainted;
         let value = Value { text, secret };
         self.done.insert(name.to_string(), value.clone());
         Ok(value)
+    }
+}
+
+impl Resolver<'_> {
+    /// Fill a value's placeholders; says whether any of them was a secret.
+    fn fill(
+        &mut self,
+        template: &str,
+        stack: &mut Vec<String>,
+        ask: &mut Option<AskSecret<'_>>,
+    ) -> Result<(String, bool)> {
+        let mut tainted = false;
+        let mut failed = None;
+        let text = substitute(template, |n| match self.resolve(n, stack, ask) {
+            Ok(v) => {
+                tainted |= v.secret;
+                Some(v.text)
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+                None
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((text, tainted)),
+        }
     }
 }
 
