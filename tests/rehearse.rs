@@ -244,3 +244,42 @@ fn a_lock_left_by_a_killed_run_is_stale() {
     assert!(out.stderr.contains("died holding the lock; it was stale"), "{out:?}");
     let _ = std::process::Command::new("pkill").args(["-f", "sleep 30.4242"]).status();
 }
+
+#[test]
+fn a_value_built_from_a_secret_is_masked_too() {
+    let secret = "pw-4d3c2b1a";
+    let t = Runbook::new().env("CACHE_PW", secret);
+    t.file(
+        "rb.toml",
+        r#"[runbook]
+name = "derived"
+
+[vars]
+pw = { from_env = "CACHE_PW", secret = true }
+url = "redis://:{{pw}}@cache:6379/0"
+
+[[step]]
+title = "print the url"
+kind = "check"
+run = "echo connecting to {{url}}"
+expect = { stdout = "connecting to ***" }
+"#,
+    );
+    let out = t.run(&["run", "rb.toml", "--yes"]).success();
+    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{out:?}");
+    let events = t.journal();
+    assert_eq!(events[0]["vars"]["url"], "***");
+    assert!(
+        events[1]["work"]["run"].as_str().unwrap().contains("${RUNBOOK_SECRET_URL}"),
+        "{}",
+        events[1]
+    );
+    for file in crate::support::walk(&t.state_dir()) {
+        let text = std::fs::read(&file).unwrap();
+        assert!(
+            !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "in {}",
+            file.display()
+        );
+    }
+}
