@@ -87,8 +87,12 @@ fn finish(
 }
 
 fn failure_text(e: &FlushError) -> String {
+    let text = e.to_string();
+    if text.contains("retry") {
+        return text;
+    }
     let retry = if e.retry_safe() { "a retry is safe" } else { "do not simply retry" };
-    format!("{e} ({retry})")
+    format!("{text} ({retry})")
 }
 
 /// The journal keeps no passwords: a rollback of a past run gets it from REDISCLI_AUTH, the
