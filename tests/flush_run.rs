@@ -109,3 +109,71 @@ fn a_password_never_reaches_the_state_directory_or_the_terminal() {
         assert!(!found, "password found in {}", entry.display());
     }
 }
+
+#[test]
+fn killing_the_server_mid_flush_is_a_clear_error_and_the_backup_brings_every_key_back() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let mut c = server.client(0);
+    let total = 400_000u64;
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(total)
+        .arg("page:upload")
+        .arg(16)
+        .query(&mut c)
+        .unwrap();
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(&format!("redis_url = \"{}\"", server.url(0)), false, ""));
+    let child = t
+        .command(&["run", "rb.toml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the flush is well under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let size: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        if size < total - 20_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the flush never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the restore cannot reach the dead server either: {stderr}"
+    );
+    let deleted: u64 = stderr
+        .split("deleted ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the error says how many keys were deleted: {stderr}"));
+    assert!(deleted >= 20_000 && deleted < total, "deleted {deleted}; {stderr}");
+    assert!(stderr.contains("re-running the step deletes what is left"), "{stderr}");
+    assert!(stderr.contains("still applied"), "{stderr}");
+
+    // Same address, empty server: the run's backup brings back every deleted key.
+    let fresh = RedisServer::restart_on(port);
+    t.run(&["rollback", "last", "--yes"]).success();
+    let restored = count(&fresh, "page:upload:*") as u64;
+    assert!(restored >= deleted, "restored {restored} of {deleted} deleted");
+    let mut c = fresh.client(0);
+    let keys: Vec<String> =
+        c.scan_match("page:upload:*").unwrap().filter_map(Result::ok).take(100).collect();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let n = key.strip_prefix("page:upload:").unwrap();
+        let value: Vec<u8> = c.get(&key).unwrap();
+        assert!(
+            value.starts_with(format!("value:{n}").as_bytes()),
+            "{key} restored with its own value"
+        );
+    }
+}

@@ -21,12 +21,20 @@ impl RedisServer {
         Self::start_with(Some(password.to_string()))
     }
 
+    /// A new, empty server on the port of one that was killed: the same URL, no data.
+    pub fn restart_on(port: u16) -> RedisServer {
+        Self::start_on(None, port)
+    }
+
     fn start_with(password: Option<String>) -> RedisServer {
+        Self::start_on(password, free_port())
+    }
+
+    fn start_on(password: Option<String>, port: u16) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let port = free_port();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--dir"])
+            .args(["--appendonly", "no", "--enable-debug-command", "local", "--dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
