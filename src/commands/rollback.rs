@@ -226,29 +226,15 @@ impl Undo<'_> {
         {
             let log = self.run.dir.join(format!("logs/{:02}-verify.log", step.number));
             let check = self.execute(step.number, verify, &log);
-            let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
-            result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);
-            if check.outcome != Outcome::Ok {
-                result.outcome = Outcome::Failed;
-            }
+            result.add_verification(check);
         }
-        let ok = result.outcome == Outcome::Ok;
-        let check = self.masker.mask(&result.check).into_owned();
-        self.journal.append(Event::RollbackFinished {
-            step: step.number,
-            ok,
-            exit_code: result.exit_code,
-            duration_ms: result.duration.as_millis() as u64,
-            check: check.clone(),
-            details: result.details.clone(),
-        })?;
-        let mark = if ok {
-            self.ui.good("  ✓ rolled back")
-        } else {
-            self.ui.bad("  ✗ ROLLBACK FAILED")
-        };
-        self.ui.say(&format!("{mark} step {} ({check})", step.number));
-        Ok(ok)
+        crate::engine::record_rollback(
+            &mut self.journal,
+            &self.ui,
+            &self.masker,
+            step.number,
+            &result,
+        )
     }
 
     fn execute(&self, step: usize, work: &Work, log: &Path) -> StepResult {

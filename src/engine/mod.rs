@@ -465,26 +465,7 @@ impl<'a> Engine<'a> {
         {
             self.verify(step, verify, &mut result);
         }
-        let ok = result.outcome == Outcome::Ok;
-        self.journal.append(Event::RollbackFinished {
-            step: step.number,
-            ok,
-            exit_code: result.exit_code,
-            duration_ms: result.duration.as_millis() as u64,
-            check: self.plan.masker.mask(&result.check).into_owned(),
-            details: result.details.clone(),
-        })?;
-        let mark = if ok {
-            self.ui.good("  ✓ rolled back")
-        } else {
-            self.ui.bad("  ✗ ROLLBACK FAILED")
-        };
-        self.say(&format!(
-            "{mark} step {} ({})",
-            step.number,
-            self.plan.masker.mask(&result.check)
-        ));
-        Ok(ok)
+        record_rollback(&mut self.journal, self.ui, &self.plan.masker, step.number, &result)
     }
 
     /// Ctrl-C during a rollback: the rollback command in progress was let finish; now ask before
@@ -520,11 +501,7 @@ impl<'a> Engine<'a> {
                 &signals::NEVER,
             )
             .unwrap_or_else(|e| StepResult::could_not_run(&e));
-        let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
-        result.check = format!("{}; verify_rollback {verdict} ({})", result.check, check.check);
-        if check.outcome != Outcome::Ok {
-            result.outcome = Outcome::Failed;
-        }
+        result.add_verification(check);
     }
 
     /// A rollback failed: say plainly what is still applied and what to run by hand.
@@ -655,4 +632,28 @@ impl<'a> Engine<'a> {
         };
         self.say(&format!("{line} ({}, {took})", self.plan.masker.mask(&r.check)));
     }
+}
+
+/// Journal a rollback's result and show it; true when it worked. Shared by a run's own rollback
+/// and `runbook rollback RUN`.
+pub fn record_rollback(
+    journal: &mut Writer,
+    ui: &Ui,
+    masker: &crate::secret::Masker,
+    step: usize,
+    result: &StepResult,
+) -> Result<bool> {
+    let ok = result.outcome == Outcome::Ok;
+    let check = masker.mask(&result.check).into_owned();
+    journal.append(Event::RollbackFinished {
+        step,
+        ok,
+        exit_code: result.exit_code,
+        duration_ms: result.duration.as_millis() as u64,
+        check: check.clone(),
+        details: result.details.clone(),
+    })?;
+    let mark = if ok { ui.good("  ✓ rolled back") } else { ui.bad("  ✗ ROLLBACK FAILED") };
+    ui.say(&format!("{mark} step {step} ({check})"));
+    Ok(ok)
 }

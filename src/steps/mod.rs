@@ -62,6 +62,15 @@ impl StepResult {
         }
     }
 
+    /// Fold in the result of `verify_rollback`: the rollback only counts when it passed.
+    pub fn add_verification(&mut self, check: StepResult) {
+        let verdict = if check.outcome == Outcome::Ok { "passed" } else { "FAILED" };
+        self.check = format!("{}; verify_rollback {verdict} ({})", self.check, check.check);
+        if check.outcome != Outcome::Ok {
+            self.outcome = Outcome::Failed;
+        }
+    }
+
     /// A step whose work could not even start (bash missing, log not writable) has failed.
     pub fn could_not_run(e: &anyhow::Error) -> StepResult {
         Self::without_exit(Outcome::Failed, format!("could not run: {e:#}"), Duration::ZERO, None)
