@@ -60,6 +60,14 @@ const AFTER_EXIT: Duration = Duration::from_millis(500);
 /// Run `command`, handing each piece of its merged stdout and stderr to `on_output` as it comes.
 pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> {
     let started = Instant::now();
+    if let Some(dir) = spawn.cwd
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "the working directory {} does not exist; nothing was run (a retry is safe once it does)",
+            dir.display()
+        );
+    }
     let mut expr = duct::cmd("bash", ["-c", spawn.command])
         .stderr_to_stdout()
         .stdin_null()

@@ -155,3 +155,15 @@ fn variable_names_that_differ_only_in_case_are_refused() {
     assert!(err.contains("variables `token` and `TOKEN` differ only in case"), "{err}");
     assert_eq!(locations(&err), ["6:9"], "{err}");
 }
+
+#[test]
+fn an_empty_list_of_steps_is_an_error_not_a_crash() {
+    let (code, err) = check("step = []\n[runbook]\nname = \"e\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("the runbook has no steps"), "{err}");
+    assert_eq!(locations(&err), ["1:8"], "{err}");
+    let t = Runbook::new();
+    t.file("rb.toml", "step = []\n[runbook]\nname = \"e\"\n");
+    let out = t.run(&["run", "rb.toml", "--yes"]);
+    assert_eq!(out.code, 2, "{out:?}");
+}

@@ -188,7 +188,8 @@ fn check_gate(rb: &Runbook, plan: &Plan, l: &Launch<'_>, store: &Store) -> Resul
 /// The steps `--from` and `--to` select, refusing unattended runs that need a person.
 fn select(plan: &Plan, l: &Launch<'_>) -> Result<Range<usize>> {
     let from = l.from.map(|s| plan.step_index(s)).transpose()?.unwrap_or(0);
-    let to = l.to.map(|s| plan.step_index(s)).transpose()?.unwrap_or(plan.steps.len() - 1);
+    let to =
+        l.to.map(|s| plan.step_index(s)).transpose()?.unwrap_or(plan.steps.len().saturating_sub(1));
     if from > to {
         bail!(
             "--from {} comes after --to {}; expected the first step before the last",

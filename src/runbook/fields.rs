@@ -111,6 +111,26 @@ impl<'a, 'i> Fields<'a, 'i> {
         parsed
     }
 
+    /// A duration that must be longer than zero (a timeout, a watch's length).
+    pub fn positive_duration(
+        &mut self,
+        key: &str,
+        d: &mut Vec<Diagnostic>,
+    ) -> Option<std::time::Duration> {
+        let value =
+            self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v.span());
+        let parsed = self.duration(key, d)?;
+        if parsed.is_zero() {
+            let msg = format!("`{key}` in {} is zero", self.context);
+            d.push(
+                Diagnostic::new(value.unwrap_or(self.span.clone()), msg)
+                    .expected("a duration longer than zero"),
+            );
+            return None;
+        }
+        Some(parsed)
+    }
+
     /// One string or a list of strings, each with its span.
     pub fn strings(&mut self, key: &str, d: &mut Vec<Diagnostic>) -> Option<Vec<(String, Span)>> {
         let value = self.get(key)?;

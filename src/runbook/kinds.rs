@@ -57,7 +57,7 @@ pub fn read_watch(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Act
     if !f.has("for") {
         d.push(f.missing("for", "how long to watch, such as \"2m\""));
     }
-    let duration = f.duration("for", d);
+    let duration = f.positive_duration("for", d);
     let fail_on = regexes(f, "fail_on", d);
     let until = regexes(f, "until", d).into_iter().next();
     let max = f.count("max", d).unwrap_or(0);
@@ -69,7 +69,14 @@ pub fn read_measure(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<A
     let http = f.template("http", d);
     let redis = f.template("redis", d);
     let capture = regexes(f, "capture", d);
-    let requests = f.count("requests", d).unwrap_or(DEFAULT_HTTP_REQUESTS);
+    let requests = match f.count("requests", d) {
+        Some(0) => {
+            let msg = format!("`requests` in {} is 0", f.context);
+            d.push(Diagnostic::new(f.span.clone(), msg).expected("at least 1 request"));
+            DEFAULT_HTTP_REQUESTS
+        }
+        n => n.unwrap_or(DEFAULT_HTTP_REQUESTS),
+    };
     let pattern = f.template("pattern", d);
     let def = match (run, http, redis) {
         (Some(run), None, None) => {

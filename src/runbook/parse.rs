@@ -224,6 +224,12 @@ fn read_steps(top: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Step> {
         d.push(type_error(value, "step", "the runbook file", "a list of [[step]] tables"));
         return Vec::new();
     };
+    if items.is_empty() {
+        d.push(
+            Diagnostic::new(value.span(), "the runbook has no steps")
+                .expected("at least one [[step]]"),
+        );
+    }
     let mut steps = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item.get_ref() {
@@ -258,7 +264,7 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         expect,
         rollback: f.template("rollback", d),
         irreversible: f.string("irreversible", d).map(|(s, _)| s),
-        timeout: f.duration("timeout", d),
+        timeout: f.positive_duration("timeout", d),
         retries: f.count("retries", d).unwrap_or(0),
         cwd: f.template("cwd", d),
         only_env,
