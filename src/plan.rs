@@ -382,6 +382,11 @@ impl<'a> Resolver<'a> {
                 secret |= tainted;
                 text
             }
+            // `plan` shows what it can and runs nothing: a missing source is shown, not fatal.
+            VarSource::FromEnv(var) if self.dry && std::env::var_os(&var).is_none() => {
+                format!("<${var} is not set>")
+            }
+            VarSource::Prompt(label) if self.dry => format!("<asked at run time: {label}>"),
             VarSource::FromEnv(var) => std::env::var(&var).with_context(|| {
                 format!("variable `{name}` comes from the environment variable {var}, which is not set; set it and run again (nothing was run)")
             })?,

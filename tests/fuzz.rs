@@ -70,7 +70,7 @@ const KINDS: &[&str] = &["apply", "backup", "check", "manual", "flush", "watch",
 /// Parse `source`; when it is rejected, every diagnostic must point into it and render.
 fn check_parse(source: &str) -> Result<(), TestCaseError> {
     let report = match parse(Path::new("fuzz.toml"), source.to_string()) {
-        Ok(_) => return Ok(()),
+        Ok(rb) => return check_plan(&rb),
         Err(LoadError::Invalid(report)) => report,
         Err(e) => return Err(TestCaseError::fail(format!("not a runbook error: {e}"))),
     };
@@ -90,6 +90,35 @@ fn check_parse(source: &str) -> Result<(), TestCaseError> {
     let arrow = format!("--> fuzz.toml:{}:{}\n", at.line, at.column);
     prop_assert!(text.starts_with("error: "), "{text}");
     prop_assert!(text.contains(&arrow), "{arrow:?} missing from\n{text}");
+    Ok(())
+}
+
+/// A runbook that passed `check` must plan (as `runbook plan` does) without a panic, in every
+/// environment it defines, and every step must be found by its number.
+fn check_plan(rb: &runbook::runbook::Runbook) -> Result<(), TestCaseError> {
+    let envs: Vec<Option<&str>> = if rb.envs.is_empty() {
+        vec![None]
+    } else {
+        rb.envs.keys().map(|e| Some(e.as_str())).collect()
+    };
+    for env in envs {
+        let ctx = runbook::plan::Context {
+            env,
+            overrides: &[],
+            run_id: "fuzz".into(),
+            run_dir: "/nonexistent/fuzz".into(),
+            operator: "fuzz".into(),
+            ask_secret: None,
+            dry: true,
+        };
+        // Variables may refer to each other in a loop or to an unset source: an error, not a panic.
+        let Ok(plan) = runbook::plan::Plan::build(rb, ctx) else { continue };
+        for step in &plan.steps {
+            prop_assert!(plan.step_index(&step.number.to_string()).is_ok());
+            let _ = step.work.summary();
+            let _ = step.expect_text();
+        }
+    }
     Ok(())
 }
 

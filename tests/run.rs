@@ -102,3 +102,21 @@ fn a_step_that_leaves_a_background_process_ends_when_bash_does() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
     let _ = std::process::Command::new("pkill").args(["-f", "sleep 7.3131"]).status();
 }
+
+#[test]
+fn plan_shows_prompted_and_unset_variables_instead_of_failing() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"p\"\n[vars]\nversion = { prompt = \"Version to deploy\" }\nregion = { from_env = \"RUNBOOK_TEST_UNSET_REGION\" }\n[[step]]\ntitle = \"t\"\nkind = \"check\"\nrun = \"echo {{version}} {{region}}\"\n",
+    );
+    let out = t.run(&["plan", "rb.toml"]).success();
+    assert!(
+        out.stdout.contains(
+            "echo <asked at run time: Version to deploy> <$RUNBOOK_TEST_UNSET_REGION is not set>"
+        ),
+        "{out:?}"
+    );
+    let run = t.run(&["run", "rb.toml", "--yes"]).code(1);
+    assert!(run.stderr.contains("RUNBOOK_TEST_UNSET_REGION, which is not set"), "{run:?}");
+}
