@@ -143,7 +143,10 @@ fn print_run(run: &RunState) {
     println!();
     for info in &s.steps {
         let Some(step) = run.steps.get(&info.number) else { continue };
-        let status = format!("{:?}", step.status).to_lowercase();
+        let status = serde_json::to_value(step.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         println!("{:>3}. {:<40} {:<14} {}", info.number, info.title, status, step.check);
         if let Some(rb) = &step.rollback_check {
             println!("     rollback: {rb}");
