@@ -335,6 +335,11 @@ fn ending(run: &RunState) -> Ending {
         })
         .collect();
     let mut warnings = Vec::new();
+    if let Some((reason, refusal)) = &run.gate_overridden {
+        warnings.push(format!(
+            "The rehearsal gate was overridden (--override-gate), with the reason: {reason}. It had refused because {refusal}."
+        ));
+    }
     if finishes.is_empty() {
         warnings.push(no_end_warning(run));
     }

@@ -115,6 +115,11 @@ fn override_gate_needs_a_reason_and_is_recorded() {
     let overridden = events.iter().find(|e| e["event"] == "gate_overridden").expect("journalled");
     assert_eq!(overridden["reason"], "INC-42 hotfix");
     assert!(overridden["refusal"].as_str().unwrap().contains("never passed"));
+    let note = t.run(&["report", "last"]).success().stdout;
+    assert!(note.contains("The rehearsal gate was overridden"), "{note}");
+    assert!(note.contains("INC-42 hotfix"), "{note}");
+    let show = t.run(&["show", "last"]).success().stdout;
+    assert!(show.contains("OVERRIDDEN (INC-42 hotfix)"), "{show}");
 }
 
 #[test]

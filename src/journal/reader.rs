@@ -92,8 +92,8 @@ pub struct RunState {
     pub torn_line: bool,
     /// Operators who resumed the run after it stopped.
     pub resumed_by: Vec<String>,
-    /// The reason given with `--override-gate`, when the gate was overridden.
-    pub gate_overridden: Option<String>,
+    /// When `--override-gate` was used: the reason given, and the refusal it overrode.
+    pub gate_overridden: Option<(String, String)>,
     pub records: Vec<Record>,
 }
 
@@ -266,7 +266,9 @@ fn apply(state: &mut RunState, record: &Record) {
             state.finished = None;
             state.interrupted = None;
         }
-        Event::GateOverridden { reason, .. } => state.gate_overridden = Some(reason.clone()),
+        Event::GateOverridden { reason, refusal, .. } => {
+            state.gate_overridden = Some((reason.clone(), refusal.clone()));
+        }
         Event::Prompt { .. } | Event::LockTaken { .. } => {}
     }
 }
