@@ -228,10 +228,10 @@ impl Plan {
         let shown = values
             .iter()
             .map(|(k, v)| {
-                (
-                    k.clone(),
-                    if v.secret { MASK.to_string() } else { masker.mask(&v.text).into_owned() },
-                )
+                // A URL's password is never shown, secret or not (`--var url=redis://:pw@...`).
+                let shown =
+                    if v.secret { MASK.to_string() } else { redact_url(&masker.mask(&v.text)) };
+                (k.clone(), shown)
             })
             .collect();
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };

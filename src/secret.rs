@@ -42,20 +42,28 @@ impl Masker {
         self.secrets.first().map_or(0, String::len)
     }
 
+    /// Every known secret becomes `***`, and so does the password of any URL in the text
+    /// (`redis://:pw@cache`), secret or not: a password is never shown.
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+        let known = self.secrets.iter().any(|s| text.contains(s.as_str()));
+        let url = memchr::memmem::find(text.as_bytes(), b"://").is_some() && text.contains('@');
+        if !known && !url {
             return Cow::Borrowed(text);
         }
         let mut out = text.to_string();
-        for s in &self.secrets {
+        for s in self.secrets.iter().filter(|_| known) {
             out = out.replace(s.as_str(), MASK);
+        }
+        if url {
+            out = redact_urls_in(&out).into_owned();
         }
         Cow::Owned(out)
     }
 
     /// Mask bytes that may not be UTF-8 (a step's output).
     pub fn mask_bytes<'t>(&self, bytes: &'t [u8]) -> Cow<'t, [u8]> {
-        if self.secrets.is_empty() {
+        let url = memchr::memmem::find(bytes, b"://").is_some();
+        if self.secrets.is_empty() && !url {
             return Cow::Borrowed(bytes);
         }
         match std::str::from_utf8(bytes) {
@@ -68,6 +76,16 @@ impl Masker {
             }
         }
     }
+}
+
+/// The password of every `scheme://user:password@host` in a text becomes `***`.
+pub fn redact_urls_in(text: &str) -> Cow<'_, str> {
+    static URL_PASSWORD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = URL_PASSWORD.get_or_init(|| {
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
+            .expect("a valid regex")
+    });
+    re.replace_all(text, "${1}***@")
 }
 
 /// `redis://user:secret@host:6379/0` becomes `redis://user:***@host:6379/0`.
@@ -98,6 +116,20 @@ mod tests {
             Masker::new(["-----BEGIN KEY-----\nMIIEabcdef123\nok\n-----END KEY-----".to_string()]);
         assert_eq!(m.mask("line MIIEabcdef123"), "line ***");
         assert_eq!(m.mask("ok"), "ok", "too short to mask alone");
+    }
+
+    #[test]
+    fn passwords_in_urls_inside_any_text_are_masked() {
+        let m = Masker::default();
+        assert_eq!(
+            m.mask("redis-cli -u redis://:pw1@h:1/0 ping"),
+            "redis-cli -u redis://:***@h:1/0 ping"
+        );
+        assert_eq!(m.mask("see https://example.com/a@b"), "see https://example.com/a@b");
+        assert_eq!(
+            m.mask("postgres://app:s3cr3t@db/app and more"),
+            "postgres://app:***@db/app and more"
+        );
     }
 
     #[test]

@@ -177,3 +177,24 @@ fn killing_the_server_mid_flush_is_a_clear_error_and_the_backup_brings_every_key
         );
     }
 }
+
+#[test]
+fn a_password_given_with_var_is_not_journalled() {
+    let password = "v4r-Pa55";
+    let server = RedisServer::start_with_password(password);
+    seed(&server);
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook("redis_url = \"redis://127.0.0.1:1/0\"", false, ""));
+    let url = server.url(0);
+    t.run(&["run", "rb.toml", "--yes", "--var", &format!("redis_url={url}")]).success();
+    for file in crate::support::walk(&t.state_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(password.len()).any(|w| w == password.as_bytes()),
+            "in {}",
+            file.display()
+        );
+    }
+    let json = t.run(&["show", "last", "--json"]).success().stdout;
+    assert!(!json.contains(password));
+}

@@ -132,7 +132,10 @@ fn print_run(run: &RunState) {
     println!("operator {} on {}", s.operator, s.host);
     println!("reason   {}", s.reason.as_deref().unwrap_or("-"));
     if let Some((reason, refusal)) = &run.gate_overridden {
-        println!("{}", ui.warn(&format!("gate     OVERRIDDEN ({reason}); it had refused: {refusal}")));
+        println!(
+            "{}",
+            ui.warn(&format!("gate     OVERRIDDEN ({reason}); it had refused: {refusal}"))
+        );
     }
     println!("started  {}   last event {}", run.started_at.to_rfc3339(), run.last_at.to_rfc3339());
     if run.torn_line {
