@@ -167,3 +167,12 @@ fn an_empty_list_of_steps_is_an_error_not_a_crash() {
     let out = t.run(&["run", "rb.toml", "--yes"]);
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+#[test]
+fn a_bad_gate_and_an_unknown_kind_are_reported_with_everything_else() {
+    let src = "[runbook]\nname = \"x\"\n[env.staging]\n[env.production]\nrequire_rehearsal = { env = \"stagin\", within = \"7 days\" }\n[[step]]\ntitle = \"t\"\nkind = \"aply\"\nrun = \"true\"\n";
+    let (code, err) = check(src);
+    assert_eq!(code, 2);
+    assert_eq!(locations(&err), ["5:29", "5:48", "8:8"], "{err}");
+    assert!(!err.contains("unknown key `run`"), "a known key of some kind is not reported: {err}");
+}

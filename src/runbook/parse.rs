@@ -210,9 +210,10 @@ fn read_gate(mut g: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Gate> {
     if !g.has("within") {
         d.push(g.missing("within", "a duration such as \"7d\""));
     }
-    let within = g.duration("within", d);
+    // A bad `within` is already reported; the gate is kept so its `env` is still checked.
+    let within = g.duration("within", d).unwrap_or_default();
     g.finish(&["env", "within"], d);
-    Some(Gate { env: env?, within: within? })
+    Some(Gate { env: env?, within })
 }
 
 fn read_steps(top: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Step> {
@@ -282,6 +283,11 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
                 .chain(super::kinds::WATCH_KEYS)
                 .chain(super::kinds::MEASURE_KEYS),
         );
+        allowed.sort_unstable();
+        allowed.dedup();
+        for key in &allowed {
+            f.get(key);
+        }
         f.finish(&allowed, d);
         return Some(step);
     };
