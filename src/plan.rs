@@ -151,6 +151,11 @@ pub struct PlannedStep {
 }
 
 impl PlannedStep {
+    /// Whether running this step may leave something to undo (a check or a measure does not).
+    pub fn leaves_a_change(&self) -> bool {
+        self.rollback.is_some() || self.irreversible.is_some() || self.kind.changes_things()
+    }
+
     pub fn expect_text(&self) -> String {
         let mut parts = Vec::new();
         if let Work::Shell { .. } = self.work {

@@ -120,3 +120,19 @@ fn plan_shows_prompted_and_unset_variables_instead_of_failing() {
     let run = t.run(&["run", "rb.toml", "--yes"]).code(1);
     assert!(run.stderr.contains("RUNBOOK_TEST_UNSET_REGION, which is not set"), "{run:?}");
 }
+
+#[test]
+fn checks_and_measures_are_never_listed_as_still_applied() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"c\"\n[[step]]\ntitle = \"look\"\nkind = \"check\"\nrun = \"true\"\n\n[[step]]\ntitle = \"count\"\nkind = \"measure\"\nrun = \"echo n=1\"\ncapture = [\"n=(?P<n>\\\\d)\"]\n\n[[step]]\ntitle = \"fails\"\nkind = \"check\"\nrun = \"exit 1\"\n",
+    );
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    assert!(
+        out.stderr.contains("nothing to roll back: no step that ran changed anything"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("still applied"), "{out:?}");
+    assert_eq!(t.journal().last().unwrap()["still_applied"], serde_json::json!([]));
+}

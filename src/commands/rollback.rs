@@ -35,6 +35,8 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
     let run = store.find(wanted)?;
     let (todo, stays): (Vec<&StepState>, Vec<&StepState>) =
         run.applied_newest_first().into_iter().partition(|s| s.rollback.is_some());
+    let stays: Vec<&StepState> =
+        stays.into_iter().filter(|s| run.changes_without_rollback(s.number)).collect();
     if todo.is_empty() {
         return Err(Refused(format!(
             "run {} has nothing to roll back ({}): no applied step with a rollback",
@@ -128,17 +130,17 @@ impl Undo<'_> {
                 || -> Vec<usize> { todo[pos..].iter().chain(stays).map(|s| s.number).collect() };
             if pos > 0 && signals::interrupted() && self.abandon(yes, step.number)? {
                 self.ui.say(&self.ui.warn(&format!(
-                    "Rollback abandoned; still applied: {:?}. `runbook rollback {}` continues it.",
-                    still(),
+                    "Rollback abandoned; still applied: steps {}. `runbook rollback {}` continues it.",
+                    list(&still()),
                     self.run.id
                 )));
                 return self.finish(RunStatus::Interrupted, code::INTERRUPTED, still());
             }
             if !self.one(step)? {
                 let msg = format!(
-                    "Rollback stopped at step {}; still applied: {:?}",
+                    "Rollback stopped at step {}; still applied: steps {}",
                     step.number,
-                    still()
+                    list(&still())
                 );
                 self.ui.say(&self.ui.bad(&msg));
                 return self.finish(RunStatus::RollbackFailed, code::ROLLBACK_FAILED, still());
@@ -254,4 +256,8 @@ impl Undo<'_> {
         self.ui.finish_spinner();
         result.unwrap_or_else(|e| StepResult::could_not_run(&e))
     }
+}
+
+fn list(numbers: &[usize]) -> String {
+    numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -54,6 +54,8 @@ pub struct Engine<'a> {
     incomplete: bool,
     /// Attempts already made per step index (a resumed run numbers its retries on from there).
     attempts_before: std::collections::HashMap<usize, u32>,
+    /// The number of the step being handled, for the "go on from here" hint.
+    current: Option<usize>,
 }
 
 impl<'a> Engine<'a> {
@@ -73,6 +75,7 @@ impl<'a> Engine<'a> {
             applied: Vec::new(),
             incomplete: false,
             attempts_before: std::collections::HashMap::new(),
+            current: None,
         }
     }
 
@@ -159,6 +162,7 @@ impl<'a> Engine<'a> {
     fn step(&mut self, idx: usize) -> Result<Next> {
         let plan = self.plan;
         let step = &plan.steps[idx];
+        self.current = Some(step.number);
         if let Some(why) = &step.excluded {
             self.say_dim(&format!(
                 "- step {}/{} {}: not in this environment ({why})",
@@ -402,6 +406,10 @@ impl<'a> Engine<'a> {
         let mut order: Vec<usize> = failed.into_iter().collect();
         order.extend(self.applied.iter().rev().filter(|i| Some(**i) != failed));
         self.say(&self.ui.warn(&format!("Rolling back: {}", self.plan.masker.mask(reason))));
+        let plan = self.plan;
+        if !order.iter().any(|i| plan.steps[*i].leaves_a_change()) {
+            self.say("  nothing to roll back: no step that ran changed anything");
+        }
         let mut kept = Vec::new();
         for (pos, &idx) in order.iter().enumerate() {
             let plan = self.plan;
@@ -507,8 +515,7 @@ impl<'a> Engine<'a> {
     /// A rollback failed: say plainly what is still applied and what to run by hand.
     fn explain_stuck(&self) {
         self.say(&self.ui.bad("Rollback stopped. These steps are still applied, newest first:"));
-        for &idx in &self.applied {
-            let s = &self.plan.steps[idx];
+        for s in self.still_applied() {
             let undo = s.rollback.as_ref().map_or_else(
                 || format!("no rollback ({})", s.irreversible.as_deref().unwrap_or("none defined")),
                 |w| self.plan.masker.mask(&w.summary()).into_owned(),
@@ -527,14 +534,29 @@ impl<'a> Engine<'a> {
         Ok(RunEnd { status: RunStatus::Aborted, code: code::ABORTED })
     }
 
+    /// Applied steps that changed something (a check or a measure leaves nothing to undo),
+    /// in the order they ran.
+    fn still_applied(&self) -> Vec<&'a PlannedStep> {
+        let plan = self.plan;
+        self.applied.iter().map(|i| &plan.steps[*i]).filter(|s| s.leaves_a_change()).collect()
+    }
+
+    /// After an abort or an interruption: how to undo, and how to go on instead.
     fn hint_rollback(&self) {
-        if !self.applied.is_empty() {
-            let steps: Vec<String> =
-                self.applied.iter().map(|i| self.plan.steps[*i].number.to_string()).collect();
+        let steps: Vec<String> =
+            self.still_applied().iter().map(|s| s.number.to_string()).collect();
+        if !steps.is_empty() {
             self.say(&format!(
                 "Steps still applied: {}. To undo them: runbook rollback {}",
                 steps.join(", "),
                 self.plan.run_id
+            ));
+        }
+        if let Some(n) = self.current.filter(|n| *n <= self.total()) {
+            self.say(&format!(
+                "To go on from step {n} instead: runbook run {} --from {n}{}",
+                self.plan.path.display(),
+                self.plan.env.as_deref().map_or(String::new(), |e| format!(" --env {e}"))
             ));
         }
     }
@@ -563,7 +585,7 @@ impl<'a> Engine<'a> {
     }
 
     fn finish(&mut self, end: RunEnd) -> Result<RunEnd> {
-        let still_applied = self.applied.iter().map(|i| self.plan.steps[*i].number).collect();
+        let still_applied = self.still_applied().iter().map(|s| s.number).collect();
         self.journal.append(Event::RunFinished {
             status: end.status,
             exit_code: end.code,

@@ -125,6 +125,16 @@ impl RunState {
         })
     }
 
+    /// Whether a step of this run may leave a change that no rollback undoes (a check or a
+    /// measure leaves none).
+    pub fn changes_without_rollback(&self, number: usize) -> bool {
+        self.started
+            .steps
+            .iter()
+            .find(|s| s.number == number)
+            .is_some_and(|s| s.kind.changes_things() || s.irreversible.is_some())
+    }
+
     pub fn step_title(&self, number: usize) -> &str {
         self.started.steps.iter().find(|s| s.number == number).map_or("?", |s| s.title.as_str())
     }
