@@ -13,7 +13,7 @@ use crate::engine::operator::{
 };
 use crate::engine::{Engine, code};
 use crate::journal::lock::{self, Holder};
-use crate::journal::{Event, RunState, StepStatus, Store, Writer, shared};
+use crate::journal::{Event, RunState, RunStatus, StepStatus, Store, Writer, shared};
 use crate::plan::Plan;
 use crate::runbook::load;
 use crate::ui::Ui;
@@ -77,15 +77,25 @@ pub fn run(store: &Store, wanted: &str, yes: bool) -> Result<i32> {
 
 fn refuse_unresumable(run: &RunState) -> Result<()> {
     if let Some((status, _)) = run.finished {
+        let mut next = String::new();
+        if matches!(status, RunStatus::Interrupted | RunStatus::Aborted)
+            && let Some(n) = run.last_started()
+        {
+            let env = run.started.env.as_deref().map_or(String::new(), |e| format!(" --env {e}"));
+            next = format!(
+                ". To go on from step {n}: runbook run {} --from {n}{env}",
+                run.started.runbook
+            );
+        }
+        let undo = if run.applied_newest_first().is_empty() {
+            String::new()
+        } else {
+            format!(". To undo it: runbook rollback {}", run.id)
+        };
         bail!(Refused(format!(
-            "run {} already finished ({}); nothing to resume{}",
+            "run {} already finished ({}); there is nothing to resume{undo}{next}",
             run.id,
-            status.label(),
-            if run.applied_newest_first().is_empty() {
-                String::new()
-            } else {
-                format!(". To undo it: runbook rollback {}", run.id)
-            }
+            status.label()
         )));
     }
     // A run still going holds the run lock, which `run` takes next and which refuses plainly;
