@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::engine::code;
-use crate::journal::{Event, RunState, StepStatus, Store, reader, shared};
+use crate::journal::{Event, RunState, Store, reader, shared};
 use crate::plan::find_step;
 use crate::ui::Ui;
 
@@ -28,9 +28,7 @@ pub fn history(store: &Store, team: Option<&str>, json: bool, limit: usize) -> R
     } else if runs.is_empty() {
         println!("no runs yet in {}", store.runs_dir().display());
     } else {
-        for run in &runs {
-            println!("{}", summary_line(run));
-        }
+        print_table(&runs);
     }
     for problem in unreadable {
         eprintln!("warning: cannot read run {problem}");
@@ -68,7 +66,7 @@ fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
 }
 
 fn counts(run: &RunState) -> (usize, usize) {
-    let done = run.steps.values().filter(|s| s.status == StepStatus::Succeeded).count();
+    let done = run.steps.values().filter(|s| s.ran_ok).count();
     (done, run.steps.len())
 }
 
@@ -94,18 +92,39 @@ fn summary_json(run: &RunState) -> serde_json::Value {
     })
 }
 
-fn summary_line(run: &RunState) -> String {
-    let (done, total) = counts(run);
-    let env = run.started.env.as_deref().unwrap_or("-");
-    format!(
-        "{}  {:<28} {:<10} {:<10} {done}/{total} ok  {}  by {}",
-        run.id,
-        run.status_label(),
-        run.started.name,
-        env,
-        run.started_at.format("%Y-%m-%d %H:%M:%SZ"),
-        run.started.operator
-    )
+/// The runs as a table whose columns fit their contents.
+fn print_table(runs: &[RunState]) {
+    let header = ["RUN", "STATUS", "RUNBOOK", "ENV", "STEPS OK", "STARTED (UTC)", "OPERATOR"];
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|run| {
+            let (done, total) = counts(run);
+            [
+                run.id.clone(),
+                run.status_word(),
+                run.started.name.clone(),
+                run.started.env.clone().unwrap_or_else(|| "-".into()),
+                format!("{done}/{total}"),
+                run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                run.started.operator.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }
 
 pub fn show(store: &Store, wanted: &str, json: bool) -> Result<i32> {
@@ -153,7 +172,12 @@ fn print_run(run: &RunState) {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
-        println!("{:>3}. {:<40} {:<14} {}", info.number, info.title, status, step.check);
+        let tries = if step.attempts > 1 {
+            format!(" ({} attempts)", step.attempts)
+        } else {
+            String::new()
+        };
+        println!("{:>3}. {:<40} {:<14} {}{tries}", info.number, info.title, status, step.check);
         if let Some(rb) = &step.rollback_check {
             println!("     rollback: {rb}");
         }

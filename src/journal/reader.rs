@@ -39,6 +39,8 @@ pub struct StepState {
     pub output_tail: String,
     pub log: Option<String>,
     pub details: Option<serde_json::Value>,
+    /// The step's last attempt finished as expected (whatever happened to it afterwards).
+    pub ran_ok: bool,
     pub rollback_check: Option<String>,
     pub rollback_details: Option<serde_json::Value>,
     pub note: Option<String>,
@@ -59,6 +61,7 @@ impl StepState {
             output_tail: String::new(),
             log: None,
             details: None,
+            ran_ok: false,
             rollback_check: None,
             rollback_details: None,
             note: None,
@@ -137,6 +140,18 @@ impl RunState {
 
     pub fn step_title(&self, number: usize) -> &str {
         self.started.steps.iter().find(|s| s.number == number).map_or("?", |s| s.title.as_str())
+    }
+
+    /// One or two words for where the run stands, for a table.
+    pub fn status_word(&self) -> String {
+        match self.finished {
+            Some((status, _)) => serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            None if self.status_label() == "running" => "running".into(),
+            None => "no_end".into(),
+        }
     }
 
     /// A short word for where the run stands.
@@ -241,6 +256,7 @@ fn apply(state: &mut RunState, record: &Record) {
             let s = step_of(state, *step);
             s.status =
                 if *outcome == Outcome::Ok { StepStatus::Succeeded } else { StepStatus::Failed };
+            s.ran_ok = *outcome == Outcome::Ok;
             s.exit_code = *exit_code;
             s.duration_ms = *duration_ms;
             s.check = check.clone();
