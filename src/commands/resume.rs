@@ -262,7 +262,8 @@ fn settle_processes(
     if pids.is_empty() {
         return Ok(());
     }
-    ui.say(&ui.warn(&format!("Its processes are still running: pids {pids:?}")));
+    let listed: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    ui.say(&ui.warn(&format!("Its processes are still running: pids {}", listed.join(", "))));
     let choice = if yes {
         STOP
     } else {
@@ -293,6 +294,8 @@ fn settle_processes(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let gone = if choice == STOP { "stopped" } else { "finished" };
+    ui.say(&format!("  the step's processes have {gone}"));
     Ok(())
 }
 

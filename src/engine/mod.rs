@@ -303,6 +303,7 @@ impl<'a> Engine<'a> {
         };
         let result = StepResult::without_exit(outcome, check, started.elapsed(), None);
         self.record_finish(step, 1, &result)?;
+        self.show_result(step, &result);
         match outcome {
             Outcome::Ok => {
                 self.applied.push(idx);
@@ -566,6 +567,10 @@ impl<'a> Engine<'a> {
         let signal = signals::last_name().to_string();
         self.journal.append(Event::Interrupted { step, signal: signal.clone() })?;
         signals::clear();
+        if self.ui.interactive {
+            // The terminal echoed ^C where the cursor was: start a line of our own.
+            self.say("");
+        }
         self.say(&self.ui.warn(&format!("Interrupted ({signal}).")));
         let interrupted = RunEnd { status: RunStatus::Interrupted, code: code::INTERRUPTED };
         if self.yes || self.applied.is_empty() {

@@ -49,15 +49,26 @@ impl Operator for Terminal {
         loop {
             eprint!("{question} {}: ", menu.join(" / "));
             let _ = std::io::stderr().flush();
-            let Some(line) = read_line()? else { return Ok(Answer::Interrupted) };
+            let Some(line) = read_line()? else {
+                // End the line the prompt (and a ^C) left open.
+                eprintln!();
+                return Ok(Answer::Interrupted);
+            };
             let word = line.trim().to_ascii_lowercase();
             if let Some(c) = choices.iter().find(|c| matches(c, &word, choices)) {
                 return Ok(Answer::Chose(*c));
             }
-            eprintln!(
-                "  please answer one of: {}",
-                choices.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
-            );
+            let could: Vec<&str> = choices
+                .iter()
+                .filter(|c| !word.is_empty() && c.0.starts_with(&word))
+                .map(|c| c.0)
+                .collect();
+            if could.len() > 1 {
+                eprintln!("  `{word}` could be {}: type more letters", could.join(" or "));
+            } else {
+                let all: Vec<&str> = choices.iter().map(|c| c.0).collect();
+                eprintln!("  please answer one of: {}", all.join(", "));
+            }
         }
     }
 
