@@ -37,7 +37,7 @@ fn a_valid_runbook_passes() {
         &format!("{HEADER}\n[[step]]\ntitle = \"a\"\nkind = \"check\"\nrun = \"ls {{{{dir}}}}\"\n"),
     );
     let out = t.run(&["check", "rb.toml"]).success();
-    assert!(out.stdout.contains("ok: rb.toml (t, 1 steps)"), "{out:?}");
+    assert!(out.stdout.contains("ok: rb.toml (t, 1 step)"), "{out:?}");
 }
 
 #[test]
@@ -175,4 +175,15 @@ fn a_bad_gate_and_an_unknown_kind_are_reported_with_everything_else() {
     assert_eq!(code, 2);
     assert_eq!(locations(&err), ["5:29", "5:48", "8:8"], "{err}");
     assert!(!err.contains("unknown key `run`"), "a known key of some kind is not reported: {err}");
+}
+
+#[test]
+fn an_unsafe_name_and_an_empty_stdout_expectation_are_refused() {
+    let (code, err) = check(
+        "[runbook]\nname = \"../../escape me\"\n[[step]]\ntitle = \"a\"\nkind = \"check\"\nrun = \"true\"\nexpect = { stdout = \"\" }\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("runbook name \"../../escape me\" is not a plain name"), "{err}");
+    assert!(err.contains("an empty `stdout` expectation matches any output"), "{err}");
+    assert_eq!(locations(&err), ["2:8", "7:21"], "{err}");
 }

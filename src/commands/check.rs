@@ -9,7 +9,11 @@ pub fn run(files: &[PathBuf]) -> i32 {
     let mut worst = code::OK;
     for file in files {
         match load(file) {
-            Ok(rb) => println!("ok: {} ({}, {} steps)", file.display(), rb.name, rb.steps.len()),
+            Ok(rb) => {
+                let n = rb.steps.len();
+                let steps = if n == 1 { "1 step".to_string() } else { format!("{n} steps") };
+                println!("ok: {} ({}, {steps})", file.display(), rb.name);
+            }
             Err(LoadError::Invalid(report)) => {
                 eprint!("{report}");
                 let n = report.diagnostics.len();

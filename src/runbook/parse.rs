@@ -117,11 +117,29 @@ fn read_header(
         d.push(top.missing("runbook", "a [runbook] table with a name"));
         return None;
     };
-    let name = t.required_string("name", d);
+    let name = t.string("name", d);
+    if name.is_none() && !t.has("name") {
+        d.push(t.missing("name", "a string"));
+    }
+    if let Some((text, span)) = &name
+        && !is_good_name(text)
+    {
+        d.push(
+            Diagnostic::new(span.clone(), format!("runbook name {text:?} is not a plain name"))
+                .expected("letters, digits, '-', '_' and '.', starting with a letter or digit")
+                .hint("the name names run folders, locks and the team store's keys"),
+        );
+    }
+    let name = name.map(|(s, _)| s);
     let description = t.string("description", d).map(|(s, _)| s).unwrap_or_default();
     let owner = t.string("owner", d).map(|(s, _)| s);
     t.finish(RUNBOOK_KEYS, d);
     Some((name?, description, owner))
+}
+
+fn is_good_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn read_vars(table: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<VarDef> {
@@ -326,6 +344,14 @@ fn read_expect(mut e: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Expect {
 
 /// `"/regex/"` is a regular expression; anything else is a substring to find in one line.
 fn read_output_match(text: String, span: Span, d: &mut Vec<Diagnostic>) -> Option<OutputMatch> {
+    if text.is_empty() || text == "//" {
+        d.push(
+            Diagnostic::new(span, "an empty `stdout` expectation matches any output")
+                .expected("a text or /regex/ that the output must contain")
+                .hint("leave `stdout` out to check only the exit code"),
+        );
+        return None;
+    }
     let Some(pattern) = text.strip_prefix('/').and_then(|t| t.strip_suffix('/')) else {
         return Some(OutputMatch::Contains(text));
     };
