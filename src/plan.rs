@@ -239,6 +239,7 @@ impl Plan {
                 (k.clone(), shown)
             })
             .collect();
+        check_defined(rb, env, &values)?;
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
         let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.value(t));
@@ -286,6 +287,45 @@ pub fn find_step<'a>(
         "no step has id {wanted:?}; expected a number from 1 to {count}{}",
         if ids.is_empty() { String::new() } else { format!(" or one of: {}", ids.join(", ")) }
     )
+}
+
+/// A variable declared only in another environment's `[env.NAME.vars]` is unknown here: say so
+/// before anything runs, rather than run a command with `{{name}}` left in it.
+fn check_defined(rb: &Runbook, env: Option<&str>, values: &BTreeMap<String, Value>) -> Result<()> {
+    let in_env = |s: &Step| match (&s.only_env, env) {
+        (Some(only), Some(e)) => only.iter().any(|o| o.text == e),
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let steps = rb.steps.iter().filter(|s| in_env(s));
+    let mut templates: Vec<(String, &Template)> = steps
+        .flat_map(|s| {
+            crate::runbook::validate::step_templates(s)
+                .into_iter()
+                .map(move |t| (format!("step {}", s.number), t))
+        })
+        .collect();
+    templates.extend(rb.lock_redis.iter().map(|t| ("[lock]".to_string(), t)));
+    templates.extend(rb.store_redis.iter().map(|t| ("[store]".to_string(), t)));
+    for (place, t) in templates {
+        let Ok(found) = crate::runbook::template::placeholders(&t.text) else { continue };
+        if let Some(p) = found.iter().find(|p| !values.contains_key(p.name)) {
+            let here = env.map_or("without --env".to_string(), |e| format!("in environment {e}"));
+            let defined: Vec<String> = rb
+                .envs
+                .iter()
+                .filter(|(_, d)| d.vars.iter().any(|v| v.name == p.name))
+                .map(|(name, _)| format!("[env.{name}.vars]"))
+                .collect();
+            bail!(
+                "{place} uses `{}`, which is not defined {here} (only in {}); define it in [vars]{} (nothing was run)",
+                p.name,
+                defined.join(", "),
+                env.map_or(String::new(), |e| format!(" or [env.{e}.vars]"))
+            );
+        }
+    }
+    Ok(())
 }
 
 fn secret_env_name(var: &str) -> String {
@@ -373,7 +413,10 @@ impl<'a> Resolver<'a> {
         if stack.iter().any(|s| s == name) {
             bail!("variables refer to each other in a loop: {} -> {name}", stack.join(" -> "));
         }
-        let (source, mut secret) = self.defs.get(name).cloned().context("unknown variable")?;
+        let (source, mut secret) = self.defs.get(name).cloned().with_context(|| {
+            let user = stack.last().map_or(String::new(), |u| format!(" (used by `{u}`)"));
+            format!("variable `{name}`{user} is not defined in this environment; define it in [vars] or in this environment's [env.NAME.vars] (nothing was run)")
+        })?;
         if secret && self.dry {
             return Ok(Value { text: MASK.to_string(), secret: false });
         }

@@ -288,3 +288,19 @@ expect = { stdout = "connecting to ***" }
         );
     }
 }
+
+#[test]
+fn a_variable_defined_only_for_another_environment_is_a_clear_error() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"envonly\"\n[env.staging]\n[env.production.vars]\ntoken = \"p\"\n[[step]]\ntitle = \"use it\"\nkind = \"check\"\nrun = \"echo {{token}} > {{runbook_dir}}/seen\"\n",
+    );
+    let out = t.run(&["run", "rb.toml", "--env", "staging", "--yes"]).code(1);
+    assert!(out.stderr.contains("step 1 uses `token`, which is not defined in environment staging (only in [env.production.vars])"), "{out:?}");
+    assert!(!t.path().join("seen").exists(), "nothing ran");
+    let plan = t.run(&["plan", "rb.toml", "--env", "staging"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    t.run(&["run", "rb.toml", "--env", "production", "--yes"]).success();
+    assert_eq!(t.read("seen"), "p\n");
+}
