@@ -26,6 +26,16 @@ pub fn run(file: &Path, target: &Target) -> Result<i32> {
         },
     )?;
     print_plan(&plan, &rb.description);
+    if let Some(gate) =
+        plan.env.as_deref().and_then(|e| rb.envs.get(e)).and_then(|e| e.require_rehearsal.as_ref())
+    {
+        println!(
+            "\ngate: a run in {} needs this revision to have passed a rehearsal in {} within {}",
+            plan.env.as_deref().unwrap_or_default(),
+            gate.env,
+            crate::runbook::duration::human(gate.within)
+        );
+    }
     Ok(crate::engine::code::OK)
 }
 
@@ -70,6 +80,9 @@ fn print_step(ui: &Ui, plan: &Plan, step: &PlannedStep) {
         (Some(w), _) => println!("   rollback: {}", plan.masker.mask(&w.summary())),
         (None, Some(why)) => println!("   rollback: none, irreversible: {why}"),
         (None, None) => println!("   rollback: none (changes nothing)"),
+    }
+    if let Some(v) = &step.verify_rollback {
+        println!("   verify:   {} (after the rollback)", plan.masker.mask(&v.summary()));
     }
 }
 

@@ -649,6 +649,9 @@ impl<'a> Engine<'a> {
             (None, None) => "none (changes nothing)".into(),
         };
         self.say(&format!("  rollback: {rollback}"));
+        if let Some(v) = &step.verify_rollback {
+            self.say(&format!("  verify:   {} (after the rollback)", m.mask(&v.summary())));
+        }
     }
 
     fn show_result(&self, step: &PlannedStep, r: &StepResult) {
