@@ -39,7 +39,10 @@ fn query(url: &str, pattern: Option<&str>) -> Result<Vec<Metric>> {
 
 fn connect(url: &str) -> Result<redis::Connection> {
     let client = redis::Client::open(url).context("the Redis URL is not valid")?;
-    let con = client.get_connection_with_timeout(TIMEOUT).context("cannot connect")?;
+    // The redis error repeats its cause in its own text: one line of it is enough.
+    let con = client
+        .get_connection_with_timeout(TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("cannot connect: {e}"))?;
     con.set_read_timeout(Some(TIMEOUT)).context("cannot set a read timeout")?;
     con.set_write_timeout(Some(TIMEOUT)).context("cannot set a write timeout")?;
     Ok(con)
