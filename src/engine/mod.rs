@@ -459,16 +459,7 @@ impl<'a> Engine<'a> {
             self.plan.masker.mask(&work.summary())
         ));
         let label = format!("rollback of step {}", step.number);
-        let mut result = self
-            .run_work_until(
-                step.number,
-                work,
-                &Expect::default(),
-                &log_path,
-                &label,
-                &signals::NEVER,
-            )
-            .unwrap_or_else(|e| StepResult::could_not_run(&e));
+        let mut result = self.run_to_the_end(step.number, work, &log_path, &label);
         if result.outcome == Outcome::Ok
             && let Some(verify) = &step.verify_rollback
         {
@@ -500,17 +491,20 @@ impl<'a> Engine<'a> {
     fn verify(&self, step: &PlannedStep, verify: &Work, result: &mut StepResult) {
         let (log_path, _) = self.log_path(step.number, "verify");
         let label = format!("verifying the rollback of step {}", step.number);
-        let check = self
-            .run_work_until(
-                step.number,
-                verify,
-                &Expect::default(),
-                &log_path,
-                &label,
-                &signals::NEVER,
-            )
-            .unwrap_or_else(|e| StepResult::could_not_run(&e));
+        let check = self.run_to_the_end(step.number, verify, &log_path, &label);
         result.add_verification(check);
+    }
+
+    /// A rollback or its verification: expects exit 0 and is not cut short by Ctrl-C.
+    fn run_to_the_end(
+        &self,
+        step: usize,
+        work: &Work,
+        log: &std::path::Path,
+        label: &str,
+    ) -> StepResult {
+        self.run_work_until(step, work, &Expect::default(), log, label, &signals::NEVER)
+            .unwrap_or_else(|e| StepResult::could_not_run(&e))
     }
 
     /// A rollback failed: say plainly what is still applied and what to run by hand.
