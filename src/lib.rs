@@ -59,12 +59,30 @@ fn report_error(e: &anyhow::Error) -> i32 {
     code::ERROR
 }
 
-/// Who is running this: `RUNBOOK_OPERATOR`, else the login name.
+/// Who is running this: `RUNBOOK_OPERATOR`, else `$USER`/`$LOGNAME`, else the account's name.
 pub fn operator() -> String {
     ["RUNBOOK_OPERATOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(account_name)
         .unwrap_or_else(|| format!("uid-{}", unsafe { libc::getuid() }))
+}
+
+/// The name of the account this process runs as, from the password database.
+fn account_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into the buffers we own and sets `found` to `&pwd` or null.
+    let rc = unsafe {
+        libc::getpwuid_r(libc::getuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found)
+    };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated, and `buf` is still alive.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().filter(|n| !n.is_empty()).map(String::from)
 }
 
 /// This machine's host name, as recorded in every run.
