@@ -63,12 +63,7 @@ fn killed_after_every_event_then_resumed_every_step_runs_once_or_is_in_doubt() {
     for kill_after in 1..=8 {
         let t = Runbook::new();
         t.file("rb.toml", &runbook(false));
-        let crashed = t
-            .command(&["run", "rb.toml", "--yes"])
-            .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", kill_after.to_string())
-            .output()
-            .unwrap();
-        assert_eq!(crashed.status.code(), None, "killed by a signal after event {kill_after}");
+        t.crash_after(kill_after, &["run", "rb.toml", "--yes"]);
         let doubt = in_flight(&t);
         let resumed = t.run(&["resume", "last", "--yes"]);
         if kill_after == 8 {
@@ -97,12 +92,7 @@ fn killed_during_a_rollback_then_rolled_back_every_applied_step_is_undone_once()
     for kill_after in 8..=13 {
         let t = Runbook::new();
         t.file("rb.toml", &runbook(true));
-        let crashed = t
-            .command(&["run", "rb.toml", "--yes"])
-            .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", kill_after.to_string())
-            .output()
-            .unwrap();
-        assert_eq!(crashed.status.code(), None, "killed after event {kill_after}");
+        t.crash_after(kill_after, &["run", "rb.toml", "--yes"]);
         let resume = t.run(&["resume", "last", "--yes"]).code(5);
         assert!(resume.stderr.contains("stopped while rolling back"), "{resume:?}");
         let rollback = t.run(&["rollback", "last", "--yes"]);
@@ -127,12 +117,7 @@ fn a_crashed_run_can_be_rolled_back_instead_of_resumed() {
     let t = Runbook::new();
     t.file("rb.toml", &runbook(false));
     // After step 2 finished (event 5), before step 3 started.
-    let crashed = t
-        .command(&["run", "rb.toml", "--yes"])
-        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "5")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), None);
+    t.crash_after(5, &["run", "rb.toml", "--yes"]);
     t.file(
         "rb.toml",
         "[runbook]\nname = \"three\"\n# the file changed; the journal's commands are used\n",
@@ -145,12 +130,7 @@ fn a_crashed_run_can_be_rolled_back_instead_of_resumed() {
 fn resume_refuses_a_changed_runbook_and_a_finished_run() {
     let t = Runbook::new();
     t.file("rb.toml", &runbook(false));
-    let crashed = t
-        .command(&["run", "rb.toml", "--yes"])
-        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), None);
+    t.crash_after(3, &["run", "rb.toml", "--yes"]);
     t.file("rb.toml", &format!("{}\n# edited\n", runbook(false)));
     let out = t.run(&["resume", "last", "--yes"]).code(5);
     assert!(out.stderr.contains("changed since run"), "{out:?}");
@@ -185,12 +165,7 @@ fn killed_after_a_step_failed_resume_rolls_back_unattended_and_never_skips_it() 
         &runbook(false).replace("echo run 2 >> {{trail}}\"", "echo run 2 >> {{trail}} && exit 1\""),
     );
     // Event 5 is step 2's step_finished (failed); the process dies before any answer.
-    let crashed = t
-        .command(&["run", "rb.toml", "--yes"])
-        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "5")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), None);
+    t.crash_after(5, &["run", "rb.toml", "--yes"]);
     let out = t.run(&["resume", "last", "--yes"]).code(3);
     assert!(out.stderr.contains("Step 2 had failed"), "{out:?}");
     assert_eq!(
@@ -224,12 +199,7 @@ fn rollback_of_a_past_run_gets_its_secrets_again_and_checks_verify_rollback() {
     let t = Runbook::new().env("DEPLOY_TOKEN", "tok-123");
     t.file("rb.toml", SECRET_UNDO);
     // After step 1 finished (event 3), before step 2 started.
-    let crashed = t
-        .command(&["run", "rb.toml", "--yes"])
-        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), None);
+    t.crash_after(3, &["run", "rb.toml", "--yes"]);
     let out = t.run(&["rollback", "last", "--yes"]).success();
     assert!(out.stderr.contains("verify_rollback passed"), "{out:?}");
     assert_eq!(t.read("trail"), "undone-7\n", "the rollback command got the 7-byte token");
@@ -240,12 +210,7 @@ fn rollback_of_a_past_run_gets_its_secrets_again_and_checks_verify_rollback() {
 fn rollback_refuses_when_a_secret_it_needs_cannot_be_read_again() {
     let t = Runbook::new().env("DEPLOY_TOKEN", "tok-123");
     t.file("rb.toml", SECRET_UNDO);
-    let crashed = t
-        .command(&["run", "rb.toml", "--yes"])
-        .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), None);
+    t.crash_after(3, &["run", "rb.toml", "--yes"]);
     std::fs::remove_file(t.path().join("rb.toml")).unwrap();
     let mut cmd = t.command(&["rollback", "last", "--yes"]);
     cmd.env_remove("DEPLOY_TOKEN");

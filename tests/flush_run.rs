@@ -103,11 +103,7 @@ fn a_password_never_reaches_the_state_directory_or_the_terminal() {
     assert!(!out.stdout.contains(password) && !out.stderr.contains(password), "{out:?}");
     let plan = t.run(&["plan", "rb.toml"]);
     assert!(!plan.stdout.contains(password) && !plan.stderr.contains(password));
-    for entry in crate::support::walk(&t.state_dir()) {
-        let bytes = std::fs::read(&entry).unwrap();
-        let found = bytes.windows(password.len()).any(|w| w == password.as_bytes());
-        assert!(!found, "password found in {}", entry.display());
-    }
+    crate::support::assert_nowhere_below(&t.state_dir(), password);
 }
 
 #[test]
@@ -187,14 +183,7 @@ fn a_password_given_with_var_is_not_journalled() {
     t.file("rb.toml", &runbook("redis_url = \"redis://127.0.0.1:1/0\"", false, ""));
     let url = server.url(0);
     t.run(&["run", "rb.toml", "--yes", "--var", &format!("redis_url={url}")]).success();
-    for file in crate::support::walk(&t.state_dir()) {
-        let bytes = std::fs::read(&file).unwrap();
-        assert!(
-            !bytes.windows(password.len()).any(|w| w == password.as_bytes()),
-            "in {}",
-            file.display()
-        );
-    }
+    crate::support::assert_nowhere_below(&t.state_dir(), password);
     let json = t.run(&["show", "last", "--json"]).success().stdout;
     assert!(!json.contains(password));
 }

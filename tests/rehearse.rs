@@ -179,14 +179,7 @@ expect = { stdout = "using *** now" }
     assert!(!report.stdout.contains(secret));
     let json = t.run(&["show", "last", "--json"]).success();
     assert!(!json.stdout.contains(secret));
-    for file in crate::support::walk(&t.state_dir()) {
-        let text = std::fs::read(&file).unwrap();
-        assert!(
-            !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "in {}",
-            file.display()
-        );
-    }
+    crate::support::assert_nowhere_below(&t.state_dir(), secret);
 }
 
 fn all_cmdlines() -> Vec<String> {
@@ -279,14 +272,7 @@ expect = { stdout = "connecting to ***" }
         "{}",
         events[1]
     );
-    for file in crate::support::walk(&t.state_dir()) {
-        let text = std::fs::read(&file).unwrap();
-        assert!(
-            !text.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "in {}",
-            file.display()
-        );
-    }
+    crate::support::assert_nowhere_below(&t.state_dir(), secret);
 }
 
 #[test]

@@ -339,26 +339,22 @@ impl<'a> Engine<'a> {
         let (log_path, log) = self.log_path(step.number, &what);
         self.journal_start(step, attempt, log)?;
         let label = format!("step {}/{} {}", step.number, self.total(), step.title);
-        let result = self.run_work(step.number, &step.work, &step.expect, &log_path, &label);
+        let result = self.run_work(
+            step.number,
+            &step.work,
+            &step.expect,
+            &log_path,
+            &label,
+            &signals::INTERRUPTED,
+        );
         let result = result.unwrap_or_else(|e| StepResult::could_not_run(&e));
         self.show_result(step, &result);
         Ok(result)
     }
 
-    fn run_work(
-        &self,
-        step: usize,
-        work: &Work,
-        expect: &Expect,
-        log: &std::path::Path,
-        label: &str,
-    ) -> Result<StepResult> {
-        self.run_work_until(step, work, expect, log, label, &signals::INTERRUPTED)
-    }
-
     /// Run work that stops when `interrupt` is set. Rollbacks pass `signals::NEVER`: a Ctrl-C
     /// must not cut a rollback command in half; the operator is asked after it instead.
-    fn run_work_until(
+    fn run_work(
         &self,
         step: usize,
         work: &Work,
@@ -503,7 +499,7 @@ impl<'a> Engine<'a> {
         log: &std::path::Path,
         label: &str,
     ) -> StepResult {
-        self.run_work_until(step, work, &Expect::default(), log, label, &signals::NEVER)
+        self.run_work(step, work, &Expect::default(), log, label, &signals::NEVER)
             .unwrap_or_else(|e| StepResult::could_not_run(&e))
     }
 

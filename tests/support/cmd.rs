@@ -93,6 +93,18 @@ impl Runbook {
         }
     }
 
+    /// Run `args` with the fault hook set to SIGKILL the process right after its `event`th journal
+    /// event, and check that it died that way.
+    pub fn crash_after(&self, event: u32, args: &[&str]) {
+        let out = self
+            .command(args)
+            .env("RUNBOOK_FAULT_KILL_AFTER_EVENT", event.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the runbook binary");
+        assert_eq!(out.status.code(), None, "killed by a signal after event {event}: {out:?}");
+    }
+
     /// The id of the newest run in this test's state directory, from `history --json`.
     pub fn last_run_id(&self) -> String {
         let out = self.run(&["history", "--json"]).success();

@@ -19,3 +19,12 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Fail when `secret` appears in any file below `dir`.
+pub fn assert_nowhere_below(dir: &std::path::Path, secret: &str) {
+    for file in walk(dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "{secret:?} found in {}", file.display());
+    }
+}
