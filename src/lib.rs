@@ -13,6 +13,7 @@ pub mod plan;
 pub mod process;
 pub mod report;
 pub mod runbook;
+pub mod runner;
 pub mod secret;
 pub mod signals;
 pub mod steps;

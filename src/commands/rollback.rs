@@ -243,6 +243,7 @@ impl Undo<'_> {
         let mut env = self.env.clone();
         env.push(("RUNBOOK_STEP".into(), step.to_string()));
         let ctx = StepContext {
+            runner: &crate::runner::Local,
             ui: &self.ui,
             masker: &self.masker,
             env: &env,

@@ -364,6 +364,7 @@ impl<'a> Engine<'a> {
         interrupt: &'static std::sync::atomic::AtomicBool,
     ) -> Result<StepResult> {
         let ctx = StepContext {
+            runner: &crate::runner::Local,
             ui: self.ui,
             masker: &self.plan.masker,
             env: &self.step_env(step),

@@ -9,8 +9,8 @@ use anyhow::Result;
 use super::output::OutputSink;
 use super::{StepContext, StepResult};
 use crate::journal::Outcome;
-use crate::process::{self, Spawn};
 use crate::runbook::Expect;
+use crate::runner::Spawn;
 
 pub fn run(
     command: &str,
@@ -28,7 +28,7 @@ pub fn run(
         env: ctx.env,
         interrupt: ctx.interrupt,
     };
-    let exit = process::run(&spawn, &mut |chunk| sink.feed(chunk));
+    let exit = ctx.runner.run(&spawn, &mut |chunk| sink.feed(chunk));
     let matched = sink.matched;
     let output_tail = sink.finish()?;
     let exit = exit?;

@@ -62,14 +62,21 @@ pub fn unit_for(name: &str) -> &'static str {
 
 /// Take the measurements. On error nothing was changed anywhere: a retry is safe.
 pub fn measure(source: &MeasureSource) -> Result<Vec<Metric>> {
-    let shell =
-        Shell { env: &[], cwd: None, timeout: None, interrupt: &crate::signals::INTERRUPTED };
+    let shell = Shell {
+        runner: &crate::runner::Local,
+        env: &[],
+        cwd: None,
+        timeout: None,
+        interrupt: &crate::signals::INTERRUPTED,
+    };
     measure_in(source, &shell)
 }
 
 /// How a command source runs: the step's environment (secrets), working directory, timeout and
 /// interrupt flag, as for shell steps.
 pub struct Shell<'a> {
+    /// Where the command runs.
+    pub runner: &'a dyn crate::runner::Runner,
     pub env: &'a [(String, String)],
     pub cwd: Option<&'a std::path::Path>,
     pub timeout: Option<Duration>,

@@ -23,6 +23,8 @@ use crate::ui::Ui;
 /// What a step needs from the run around it.
 pub struct StepContext<'a> {
     pub ui: &'a Ui,
+    /// Where the step's shell commands run.
+    pub runner: &'a dyn crate::runner::Runner,
     pub masker: &'a Masker,
     /// Secret values, as environment variables for the step's commands.
     pub env: &'a [(String, String)],
@@ -116,6 +118,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                 (None, None, None) => bail!("a measure step needs run, http or redis"),
             };
             let shell = measure::Shell {
+                runner: ctx.runner,
                 env: ctx.env,
                 cwd: cwd.as_deref().map(Path::new),
                 timeout: timeout_ms.map(Duration::from_millis),

@@ -25,14 +25,14 @@ const MAX_OUTPUT: usize = 1 << 20;
 /// environment with the secrets, Ctrl-C) and keep its merged output, up to `MAX_OUTPUT`.
 fn capture(run: &str, shell: &super::Shell<'_>) -> Result<String> {
     let mut out = Vec::new();
-    let spawn = crate::process::Spawn {
+    let spawn = crate::runner::Spawn {
         command: run,
         cwd: shell.cwd,
         timeout: shell.timeout,
         env: shell.env,
         interrupt: shell.interrupt,
     };
-    let exit = crate::process::run(&spawn, &mut |chunk| {
+    let exit = shell.runner.run(&spawn, &mut |chunk| {
         let room = MAX_OUTPUT.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
     })?;
