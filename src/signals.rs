@@ -1,8 +1,14 @@
-//! Ctrl-C and SIGTERM become a flag the engine reads, not a dead process: the step's process
-//! group is stopped, the interruption is journalled, and the operator is offered a rollback.
-//! The handler is installed without SA_RESTART so a prompt waiting on the terminal wakes up.
+//! Ctrl-C, SIGTERM and SIGHUP become a flag the engine reads, not a dead process: the step's
+//! process group is stopped, the interruption is journalled, and the operator is offered a
+//! rollback.
+//!
+//! The handlers are installed WITH `SA_RESTART`: a signal must never cut a read or a write in
+//! half (a Redis restore that fails with EINTR leaves keys missing). Whatever waits must
+//! therefore look at [`interrupted`] itself, as the terminal prompt does between short polls.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Never set: for work that a signal must not cut short (a rollback command in progress).
@@ -10,24 +16,24 @@ pub static NEVER: AtomicBool = AtomicBool::new(false);
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicU32 = AtomicU32::new(0);
 
-extern "C" fn on_signal(signal: libc::c_int) {
+/// The signals that stop a run.
+const CAUGHT: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+extern "C" fn on_signal(signal: nix::libc::c_int) {
     // Only atomics here: this runs inside a signal handler.
     LAST_SIGNAL.store(signal, Ordering::SeqCst);
     COUNT.fetch_add(1, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Catch SIGINT and SIGTERM for the rest of the process.
+/// Catch SIGINT, SIGTERM and SIGHUP for the rest of the process.
 pub fn install() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a plain sigaction with a handler that only touches atomics.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            action.sa_flags = 0;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+    let action =
+        SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in CAUGHT {
+        // SAFETY: the handler only touches atomics, which is async-signal-safe. Installing a
+        // handler for these three signals cannot fail, so the result is not looked at.
+        let _ = unsafe { sigaction(signal, &action) };
     }
 }
 
@@ -46,10 +52,8 @@ pub fn clear() {
 }
 
 pub fn last_name() -> &'static str {
-    match LAST_SIGNAL.load(Ordering::SeqCst) {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
+    match Signal::try_from(LAST_SIGNAL.load(Ordering::SeqCst)) {
+        Ok(s) if CAUGHT.contains(&s) => s.as_str(),
         _ => "signal",
     }
 }

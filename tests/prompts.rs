@@ -395,3 +395,21 @@ fn a_rehearsal_with_a_skipped_step_does_not_pass() {
     assert_eq!(run_finished(&journal)["status"], "failed");
     assert!(!rb.state_dir().join("rehearsals.jsonl").exists(), "nothing recorded as passed");
 }
+
+/// Reads restart after a signal (SA_RESTART, so no Redis or HTTP read is cut in half): the prompt
+/// must still end its wait on Ctrl-C by itself, not through a read failing with EINTR.
+#[test]
+fn ctrl_c_at_a_prompt_ends_the_wait_though_reads_restart() {
+    let rb = Runbook::new();
+    let file = runbook(&rb, THREE_STEPS);
+    let mut p = start(&rb, &file);
+    answer(&mut p, "Run step 1?", "r");
+    p.exp_string("Run step 2?").expect("the second prompt");
+    let pressed = Instant::now();
+    p.send_control('c').expect("press Ctrl-C");
+    answer(&mut p, "Roll back the applied steps now?", "leave");
+    assert!(pressed.elapsed() < Duration::from_secs(5), "took {:?}", pressed.elapsed());
+    assert_eq!(exit_code(p), 130);
+    assert_eq!(rb.read("ran.log"), "1\n", "a step ran after Ctrl-C at its prompt");
+    assert_eq!(run_finished(&rb.journal())["status"], "interrupted");
+}

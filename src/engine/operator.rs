@@ -1,8 +1,10 @@
 //! The engine talks to the person running it through `Operator`, so tests and unattended runs
 //! use the same engine as a terminal. The terminal one reads whole lines; Ctrl-C at a prompt
-//! wakes it (the signal handler has no SA_RESTART) and counts as an interruption.
+//! ends the wait (the prompt polls the terminal and the interrupt flag) and counts as an
+//! interruption.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 
 use anyhow::{Result, bail};
 
@@ -93,32 +95,51 @@ fn unique_prefix(c: &Choice, all: &[Choice]) -> usize {
 }
 
 /// Read one line from stdin; `None` on Ctrl-C or end of input.
+///
+/// The signal handlers restart interrupted reads (`SA_RESTART`), so a Ctrl-C cannot wake a
+/// blocked `read`: the terminal is polled briefly instead, and the interrupt flag looked at
+/// between polls. A byte is read only once one is waiting, so the read never blocks.
 fn read_line() -> Result<Option<String>> {
     let mut line = Vec::new();
-    let mut byte = [0u8; 1];
     loop {
         if signals::interrupted() {
             return Ok(None);
         }
-        // SAFETY: reading one byte into a valid buffer from fd 0.
-        let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
-        match n {
-            0 => {
-                return Ok(if line.is_empty() {
-                    None
-                } else {
-                    Some(String::from_utf8_lossy(&line).into_owned())
-                });
-            }
-            1 if byte[0] == b'\n' => return Ok(Some(String::from_utf8_lossy(&line).into_owned())),
-            1 => line.push(byte[0]),
-            _ => {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                bail!("cannot read the answer from the terminal: {err}");
-            }
+        if !input_waiting()? {
+            continue;
+        }
+        match read_byte()? {
+            None if line.is_empty() => return Ok(None),
+            None | Some(b'\n') => return Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+            Some(byte) => line.push(byte),
+        }
+    }
+}
+
+/// How long one wait for the terminal lasts before the interrupt flag is looked at again.
+const PROMPT_POLL_MS: u16 = 100;
+
+/// Whether stdin has a byte (or its end) to read, after waiting a little.
+fn input_waiting() -> Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(PROMPT_POLL_MS)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => bail!("cannot wait for the answer on the terminal: {e}"),
+    }
+}
+
+/// One byte from stdin, `None` at its end.
+fn read_byte() -> Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(std::io::stdin().as_fd(), &mut byte) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(byte[0])),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("cannot read the answer from the terminal: {e}"),
         }
     }
 }
