@@ -45,6 +45,9 @@ pub enum Work {
         fail_on: Vec<String>,
         max: u64,
         until: Option<String>,
+        /// The file may not exist yet: wait for it (within `for_ms`) instead of failing at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wait_for_file: bool,
     },
     Measure {
         run: Option<String>,
@@ -77,14 +80,10 @@ impl Work {
             Work::Restore { redis, backup_file } => {
                 Work::Restore { redis: url(&redis), backup_file }
             }
-            Work::Watch { file, command, for_ms, fail_on, max, until } => Work::Watch {
-                file,
-                command: command.as_deref().map(m),
-                for_ms,
-                fail_on,
-                max,
-                until,
-            },
+            Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file } => {
+                let command = command.as_deref().map(m);
+                Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file }
+            }
             Work::Measure { run, capture, http, requests, redis, pattern, cwd, timeout_ms } => {
                 Work::Measure {
                     run: run.as_deref().map(m),
@@ -114,9 +113,10 @@ impl Work {
             Work::Restore { redis, backup_file } => {
                 format!("restore keys from {backup_file} to {}", redact_url(redis))
             }
-            Work::Watch { file, command, for_ms, fail_on, .. } => format!(
-                "watch {} for {} failing on {}",
+            Work::Watch { file, command, for_ms, fail_on, wait_for_file, .. } => format!(
+                "watch {}{} for {} failing on {}",
                 file.as_deref().or(command.as_deref()).unwrap_or("?"),
+                if *wait_for_file { " (once it appears)" } else { "" },
                 crate::runbook::duration::human(Duration::from_millis(*for_ms)),
                 fail_on.join(" | ")
             ),
@@ -574,6 +574,7 @@ impl Renderer<'_> {
                     fail_on: w.fail_on.clone(),
                     max: w.max,
                     until: w.until.clone(),
+                    wait_for_file: w.wait_for_file,
                 }
             }
             Action::Measure(m) => self.measure(m, s),

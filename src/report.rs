@@ -757,6 +757,8 @@ pub fn watch_end(end: &WatchEnd) -> String {
         WatchEnd::Until { line } => format!("it saw the line it waited for: {line}"),
         WatchEnd::TooManyMatches => "more matches than allowed".into(),
         WatchEnd::Cancelled => "cancelled".into(),
+        WatchEnd::FileMissing => "the file did not exist, so nothing was watched".into(),
+        WatchEnd::NeverAppeared => "the file never appeared, so nothing was watched".into(),
     }
 }
 

@@ -37,6 +37,7 @@ fn spec(source: WatchSource, secs: f64, fail_on: &[&str]) -> WatchSpec {
         max: 0,
         until: None,
         env: Vec::new(),
+        wait_for_file: false,
     }
 }
 
@@ -113,10 +114,31 @@ fn waits_for_a_file_that_does_not_exist_yet_and_reads_it_from_the_start() {
     let path = dir.path().join("later.log");
     let p = path.clone();
     let writer = later(200, move || append(&p, "starting\nthread 'main' panicked at x.rs\n"));
-    let (outcome, _) = run(&file_spec(&path, 10.0));
+    let spec = WatchSpec { wait_for_file: true, ..file_spec(&path, 10.0) };
+    let (outcome, _) = run(&spec);
     writer.join().unwrap();
     assert_eq!(outcome.end, WatchEnd::TooManyMatches);
     assert_eq!(outcome.matched_lines, ["thread 'main' panicked at x.rs"]);
+}
+
+#[test]
+fn a_file_that_does_not_exist_fails_the_watch_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (outcome, _) = run(&file_spec(&dir.path().join("app.lgo"), 10.0));
+    assert_eq!(outcome.end, WatchEnd::FileMissing);
+    assert!(!outcome.passed());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[test]
+fn wait_for_file_fails_when_the_file_never_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WatchSpec { wait_for_file: true, ..file_spec(&dir.path().join("never.log"), 0.3) };
+    let (outcome, _) = run(&spec);
+    assert_eq!(outcome.end, WatchEnd::NeverAppeared);
+    assert!(!outcome.passed());
+    assert!(outcome.duration_ms >= 300, "{}", outcome.duration_ms);
 }
 
 #[test]

@@ -101,6 +101,63 @@ fn a_watch_follows_the_file_through_rotation() {
     assert!(out.stderr.contains("panicked"), "{out:?}");
 }
 
+/// A watch of `file` for `for_`, with extra keys.
+fn watch_with(file: &Path, for_: &str, extra: &str) -> String {
+    format!(
+        "[runbook]\nname = \"watch\"\n\n[[step]]\ntitle = \"watch the log\"\nkind = \"watch\"\nfile = \"{}\"\nfor = \"{for_}\"\nfail_on = [\"ERROR\"]\n{extra}",
+        file.display()
+    )
+}
+
+#[test]
+fn regression_a_watch_of_a_mistyped_file_passed_with_0_lines() {
+    let t = Runbook::new();
+    append(&t.path().join("app.log"), "");
+    let typo = t.path().join("app.lgo");
+    t.file("rb.toml", &watch_with(&typo, "60s", ""));
+    let started = Instant::now();
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    assert!(started.elapsed() < Duration::from_secs(10), "it failed at once, not after 60s");
+    let expected = format!("{} does not exist, so there was nothing to watch", typo.display());
+    assert!(out.stderr.contains(&expected), "{out:?}");
+    assert!(out.stderr.contains("wait_for_file = true"), "says how to wait for it: {out:?}");
+    assert!(!out.stderr.contains("watched the whole time"), "{out:?}");
+    let events = t.journal();
+    let finished = events.iter().find(|e| e["event"] == "step_finished").unwrap();
+    assert_eq!(finished["outcome"], "failed");
+    assert_eq!(finished["details"]["end"], "FileMissing");
+}
+
+#[test]
+fn wait_for_file_waits_within_for_and_fails_when_the_file_never_appears() {
+    let t = Runbook::new();
+    let log = t.path().join("later.log");
+    t.file("rb.toml", &watch_with(&log, "60s", "wait_for_file = true\n"));
+    let writer = later(&t, &log, "starting\nERROR on first request\n", false);
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    writer.join().unwrap();
+    assert!(out.stderr.contains("ERROR on first request"), "read from its start: {out:?}");
+
+    let t = Runbook::new();
+    let log = t.path().join("never.log");
+    t.file("rb.toml", &watch_with(&log, "1s", "wait_for_file = true\n"));
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    let expected = format!("{} never appeared in 1.0s", log.display());
+    assert!(out.stderr.contains(&expected), "{out:?}");
+}
+
+#[test]
+fn wait_for_file_on_a_command_watch_is_refused_at_its_line() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"w\"\n[[step]]\ntitle = \"w\"\nkind = \"watch\"\ncommand = \"journalctl -f\"\nfor = \"1m\"\nwait_for_file = true\n",
+    );
+    let out = t.run(&["check", "rb.toml"]).code(2);
+    assert!(out.stderr.contains("`wait_for_file` in step 1 has no file to wait for"), "{out:?}");
+    assert!(out.stderr.contains("rb.toml:8:17"), "{out:?}");
+}
+
 /// A server that answers every request after `delay`, until the test ends.
 fn slow_server(delays_ms: &'static [u64]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

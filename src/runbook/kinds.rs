@@ -8,7 +8,8 @@ use super::model::*;
 use super::parse::bad_regex;
 
 pub const FLUSH_KEYS: &[&str] = &["redis", "pattern", "max_keys", "backup", "batch"];
-pub const WATCH_KEYS: &[&str] = &["file", "command", "for", "fail_on", "max", "until"];
+pub const WATCH_KEYS: &[&str] =
+    &["file", "command", "for", "fail_on", "max", "until", "wait_for_file"];
 pub const MEASURE_KEYS: &[&str] = &["run", "capture", "http", "requests", "redis", "pattern"];
 
 const DEFAULT_FLUSH_BATCH: usize = 1000;
@@ -61,7 +62,28 @@ pub fn read_watch(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Act
     let fail_on = regexes(f, "fail_on", d);
     let until = regexes(f, "until", d).into_iter().next();
     let max = f.count("max", d).unwrap_or(0);
-    Some(Action::Watch(WatchDef { source: source?, duration: duration?, fail_on, max, until }))
+    let wait_for_file = read_wait_for_file(f, source.as_ref(), d);
+    let (source, duration) = (source?, duration?);
+    Some(Action::Watch(WatchDef { source, duration, fail_on, max, until, wait_for_file }))
+}
+
+/// `wait_for_file = true` only means something for a file.
+fn read_wait_for_file(
+    f: &mut Fields<'_, '_>,
+    source: Option<&WatchSourceDef>,
+    d: &mut Vec<Diagnostic>,
+) -> bool {
+    let span = f.get("wait_for_file").map(|v| v.span());
+    let wait = f.boolean("wait_for_file", d).unwrap_or(false);
+    if let (Some(span), Some(WatchSourceDef::Command(_))) = (span, source) {
+        let msg = format!("`wait_for_file` in {} has no file to wait for", f.context);
+        d.push(
+            Diagnostic::new(span, msg).expected(
+                "`file = \"...\"` with wait_for_file, or no wait_for_file with `command`",
+            ),
+        );
+    }
+    wait
 }
 
 pub fn read_measure(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Action> {

@@ -154,6 +154,9 @@ pub struct WatchDef {
     pub fail_on: Vec<String>,
     pub max: u64,
     pub until: Option<String>,
+    /// `wait_for_file = true`: the file may appear during the watch; without it, a file that does
+    /// not exist when the watch starts fails the step at once.
+    pub wait_for_file: bool,
 }
 
 #[derive(Debug)]

@@ -86,7 +86,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             command::run(run, cwd.as_deref(), *timeout_ms, expect, ctx)
         }
         Work::Manual { .. } => bail!("a manual step is done by the operator, not executed"),
-        Work::Watch { file, command, for_ms, fail_on, max, until } => {
+        Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file } => {
             let source = match (file, command) {
                 (Some(f), _) => watch::WatchSource::File(f.into()),
                 (None, Some(c)) => watch::WatchSource::Command(c.clone()),
@@ -99,6 +99,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                 max: *max,
                 until: until.clone(),
                 env: ctx.env.to_vec(),
+                wait_for_file: *wait_for_file,
             };
             watch::run(&spec, ctx)
         }

@@ -46,6 +46,9 @@ pub struct WatchSpec {
     pub until: Option<String>,
     /// Environment variables for a command source (the run's secrets, RUNBOOK_RUN_ID).
     pub env: Vec<(String, String)>,
+    /// A file source that does not exist yet is waited for (within `duration`) instead of
+    /// failing the watch at once: `wait_for_file = true` on the step.
+    pub wait_for_file: bool,
 }
 
 /// What the engine hears while a watch runs.
@@ -59,9 +62,16 @@ pub trait WatchObserver {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WatchEnd {
     TimeUp,
-    Until { line: String },
+    Until {
+        line: String,
+    },
     TooManyMatches,
     Cancelled,
+    /// The file did not exist when the watch began, and the step did not say it may appear
+    /// later: a mistyped path must not pass as "nothing matched".
+    FileMissing,
+    /// `wait_for_file`: the file never appeared within the watch's time, so nothing was watched.
+    NeverAppeared,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,7 +98,7 @@ pub fn watch(spec: &WatchSpec, obs: &mut dyn WatchObserver) -> Result<WatchOutco
     let scanner = Scanner::new(&spec.fail_on, spec.until.as_deref(), spec.max)?;
     let mut run = Run::new(scanner, spec.duration, obs);
     let end = match &spec.source {
-        WatchSource::File(path) => follow::follow(path, &mut run),
+        WatchSource::File(path) => follow::follow(path, spec.wait_for_file, &mut run),
         WatchSource::Command(cmd) => command::follow(cmd, &spec.env, &mut run),
     }
     .context("the watch could not be carried out (it only reads: a retry is safe)")?;
@@ -231,23 +241,7 @@ pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::Step
     let started = Instant::now();
     let outcome = watch(spec, &mut obs)?;
     std::io::Write::flush(&mut obs.log).context("cannot write the step log")?;
-    let patterns = spec.fail_on.join(" | ");
-    let seen = format!("{} lines, {} matching {patterns}", outcome.lines, outcome.matches);
-    let (result, check) = match &outcome.end {
-        WatchEnd::TimeUp if outcome.passed() => (
-            crate::journal::Outcome::Ok,
-            format!("watched the whole time: {seen} (at most {} allowed)", spec.max),
-        ),
-        WatchEnd::Until { line } => {
-            (crate::journal::Outcome::Ok, format!("ended early on until: {line:?}; {seen}"))
-        }
-        WatchEnd::Cancelled => {
-            (crate::journal::Outcome::Interrupted, format!("interrupted; {seen}"))
-        }
-        _ => {
-            (crate::journal::Outcome::Failed, format!("{seen}, more than the {} allowed", spec.max))
-        }
-    };
+    let (result, check) = verdict(spec, &outcome);
     Ok(super::StepResult {
         outcome: result,
         exit_code: None,
@@ -256,4 +250,40 @@ pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::Step
         output_tail: ctx.masker.mask(&outcome.matched_lines.join("\n")).into_owned(),
         details: serde_json::to_value(&outcome).ok(),
     })
+}
+
+/// The step's outcome and what it saw, in words.
+fn verdict(spec: &WatchSpec, outcome: &WatchOutcome) -> (crate::journal::Outcome, String) {
+    use crate::journal::Outcome;
+    let patterns = spec.fail_on.join(" | ");
+    let seen = format!("{} lines, {} matching {patterns}", outcome.lines, outcome.matches);
+    let file = match &spec.source {
+        WatchSource::File(path) => path.display().to_string(),
+        WatchSource::Command(_) => String::new(),
+    };
+    let took = crate::runbook::duration::human(spec.duration);
+    match &outcome.end {
+        WatchEnd::TimeUp => {
+            (Outcome::Ok, format!("watched the whole time: {seen} (at most {} allowed)", spec.max))
+        }
+        WatchEnd::Until { line } => {
+            (Outcome::Ok, format!("ended early on until: {line:?}; {seen}"))
+        }
+        WatchEnd::Cancelled => (Outcome::Interrupted, format!("interrupted; {seen}")),
+        WatchEnd::TooManyMatches => {
+            (Outcome::Failed, format!("{seen}, more than the {} allowed", spec.max))
+        }
+        WatchEnd::FileMissing => (
+            Outcome::Failed,
+            format!(
+                "{file} does not exist, so there was nothing to watch (is the path right? if the file only appears later, set wait_for_file = true on the step; a retry is safe)"
+            ),
+        ),
+        WatchEnd::NeverAppeared => (
+            Outcome::Failed,
+            format!(
+                "{file} never appeared in {took} (wait_for_file), so nothing was watched (a retry is safe)"
+            ),
+        ),
+    }
 }

@@ -1,7 +1,9 @@
 //! Follow a file by name, like `tail -F`, by polling every [`POLL`](super::POLL).
 //!
 //! - An existing file is read from its end at the start: only lines written during the watch count.
-//! - A file that does not exist yet is waited for, then read from its beginning.
+//! - A file that does not exist at the start fails the watch at once ([`WatchEnd::FileMissing`]):
+//!   a mistyped path would otherwise watch nothing and pass. With `wait_for_file` it is waited
+//!   for, then read from its beginning; if it never appears, [`WatchEnd::NeverAppeared`].
 //! - Rotation (the name now points at another inode): the old file's tail is read to its end, its
 //!   last line finished, then the new file is read from its beginning.
 //! - Truncation (the same inode got shorter than what was read): read again from offset 0.
@@ -28,9 +30,13 @@ enum Change {
     Replaced,
 }
 
-pub(super) fn follow(path: &Path, run: &mut Run) -> Result<WatchEnd> {
+pub(super) fn follow(path: &Path, wait_for_file: bool, run: &mut Run) -> Result<WatchEnd> {
     let mut buf = vec![0u8; 256 << 10];
     let mut current = open(path, true)?;
+    if current.is_none() && !wait_for_file {
+        return Ok(WatchEnd::FileMissing);
+    }
+    let mut appeared = current.is_some();
     loop {
         if let Some(t) = current.as_mut() {
             if let Some(end) = drain(t, run, &mut buf, path)? {
@@ -57,9 +63,13 @@ pub(super) fn follow(path: &Path, run: &mut Run) -> Result<WatchEnd> {
             }
         } else if let Some(t) = open(path, false)? {
             current = Some(t);
+            appeared = true;
             continue;
         }
         if let Some(end) = run.interrupted() {
+            if !appeared && end == WatchEnd::TimeUp {
+                return Ok(WatchEnd::NeverAppeared);
+            }
             return last_look(current.as_mut(), run, &mut buf, path, end);
         }
         std::thread::sleep(run.nap());
