@@ -7,6 +7,7 @@ mod fuzz;
 mod measure;
 mod rehearse;
 mod run;
+mod ssh;
 mod support;
 mod team;
 mod watch;

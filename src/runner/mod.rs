@@ -1,9 +1,11 @@
 //! Where a step's processes run. Every shell command a run starts (steps, rollbacks,
 //! `verify_rollback`, measure commands) goes through a `Runner`, so a remote host is one more
 //! implementation and the engine does not change. `Local` runs `bash -c` on this machine, in a
-//! process group of its own (see `crate::process`).
+//! process group of its own (see `crate::process`); `ssh::Ssh` runs it on a host over OpenSSH.
 
 use anyhow::Result;
+
+pub mod ssh;
 
 pub use crate::process::{Exit, Spawn};
 

@@ -5,6 +5,7 @@
 
 pub mod cmd;
 pub mod redis_server;
+pub mod sshd;
 
 #[allow(unused_imports)] // until the binary-level tests use them
 pub use cmd::{Outcome, Runbook};
