@@ -61,6 +61,9 @@ pub enum Work {
         cwd: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// Conditions on the figures that fail the step (`error_rate > 0.01`), as written.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fail_if: Vec<String>,
     },
 }
 
@@ -84,18 +87,27 @@ impl Work {
                 let command = command.as_deref().map(m);
                 Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file }
             }
-            Work::Measure { run, capture, http, requests, redis, pattern, cwd, timeout_ms } => {
-                Work::Measure {
-                    run: run.as_deref().map(m),
-                    capture,
-                    http: http.as_deref().map(url),
-                    requests,
-                    redis: redis.as_deref().map(url),
-                    pattern,
-                    cwd,
-                    timeout_ms,
-                }
-            }
+            Work::Measure {
+                run,
+                capture,
+                http,
+                requests,
+                redis,
+                pattern,
+                cwd,
+                timeout_ms,
+                fail_if,
+            } => Work::Measure {
+                run: run.as_deref().map(m),
+                capture,
+                http: http.as_deref().map(url),
+                requests,
+                redis: redis.as_deref().map(url),
+                pattern,
+                cwd,
+                timeout_ms,
+                fail_if,
+            },
         }
     }
 
@@ -166,6 +178,11 @@ impl PlannedStep {
         }
         if let Some(note) = &self.expect.note {
             parts.push(note.clone());
+        }
+        if let Work::Measure { fail_if, .. } = &self.work
+            && !fail_if.is_empty()
+        {
+            parts.push(format!("fails if {}", fail_if.join(" or ")));
         }
         parts.join("; ")
     }
@@ -582,6 +599,7 @@ impl Renderer<'_> {
     }
 
     fn measure(&self, m: &MeasureDef, s: &Step) -> Work {
+        let fail_if: Vec<String> = s.fail_if.iter().map(|t| t.text.clone()).collect();
         let cwd = s.cwd.as_ref().map(|c| self.value(c));
         let timeout_ms = s.timeout.map(millis);
         match m {
@@ -594,6 +612,7 @@ impl Renderer<'_> {
                 pattern: None,
                 cwd: cwd.clone(),
                 timeout_ms,
+                fail_if: fail_if.clone(),
             },
             MeasureDef::Http { url, requests, .. } => Work::Measure {
                 run: None,
@@ -604,6 +623,7 @@ impl Renderer<'_> {
                 pattern: None,
                 cwd: cwd.clone(),
                 timeout_ms,
+                fail_if: fail_if.clone(),
             },
             MeasureDef::Redis { url, pattern } => Work::Measure {
                 run: None,
@@ -614,6 +634,7 @@ impl Renderer<'_> {
                 pattern: pattern.as_ref().map(|p| self.value(p)),
                 cwd: cwd.clone(),
                 timeout_ms,
+                fail_if: fail_if.clone(),
             },
         }
     }

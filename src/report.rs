@@ -16,6 +16,7 @@ use crate::journal::{Event, Outcome, RunState, StepStatus};
 use crate::plan::Work;
 use crate::runbook::Kind;
 use crate::steps::flush::{FlushReport, RestoreReport};
+use crate::steps::measure::judge::Judgement;
 use crate::steps::measure::{self, Comparison, Metric};
 use crate::steps::watch::{WatchEnd, WatchOutcome};
 
@@ -238,9 +239,25 @@ pub struct MetricChange {
     pub before_step: usize,
     pub after_step: usize,
     pub comparison: Comparison,
+    /// The `fail_if` of the later measure that judged this metric, if one did.
+    pub judged: Option<Judgement>,
 }
 
 impl MetricChange {
+    /// `Some(true)` when a `fail_if` judged the change good, `Some(false)` when bad.
+    pub fn good(&self) -> Option<bool> {
+        self.judged.as_ref().map(|j| !j.failed())
+    }
+
+    /// The mark for the change: `good`/`BAD` and the condition that judged it, or `-`.
+    pub fn mark(&self) -> String {
+        match &self.judged {
+            Some(j) if j.failed() => format!("BAD: {}", j.text),
+            Some(j) => format!("good: {}", j.text),
+            None => "-".into(),
+        }
+    }
+
     pub fn before(&self) -> String {
         with_unit(self.comparison.before, &self.comparison.unit)
     }
@@ -312,8 +329,13 @@ impl Note {
             if not_run > 0 { format!(", {not_run} not run") } else { String::new() }
         )];
         for m in &self.metrics {
+            let mark = match m.good() {
+                Some(true) => ", good",
+                Some(false) => ", BAD",
+                None => "",
+            };
             lines.push(format!(
-                "{}: {} -> {} ({}, {})",
+                "{}: {} -> {} ({}, {}{mark})",
                 m.comparison.name,
                 m.before(),
                 m.after(),
@@ -591,6 +613,7 @@ struct Measurement {
     step: usize,
     work: Option<Work>,
     metrics: Vec<Metric>,
+    judged: Vec<Judgement>,
 }
 
 /// Every measurement the journal holds, in the order they were taken.
@@ -607,7 +630,12 @@ fn measurements(run: &RunState) -> Vec<Measurement> {
                 let Ok(metrics) = serde_json::from_value::<Vec<Metric>>(list.clone()) else {
                     continue;
                 };
-                out.push(Measurement { step: *step, work: work_of.get(step).cloned(), metrics });
+                let judged = d
+                    .get("judged")
+                    .and_then(|j| serde_json::from_value(j.clone()).ok())
+                    .unwrap_or_default();
+                let work = work_of.get(step).cloned();
+                out.push(Measurement { step: *step, work, metrics, judged });
             }
             _ => {}
         }
@@ -638,10 +666,18 @@ fn metric_changes(all: &[Measurement]) -> Vec<MetricChange> {
                 before_step: first.step,
                 after_step: last.step,
                 comparison,
+                judged: judgement_of(last, &name),
             });
         }
     }
     changes
+}
+
+/// The condition of `m` about metric `name`: a failed one first, as the reason for a bad mark.
+fn judgement_of(m: &Measurement, name: &str) -> Option<Judgement> {
+    let about: Vec<&Judgement> =
+        m.judged.iter().filter(|j| j.metric.as_deref() == Some(name)).collect();
+    about.iter().find(|j| j.failed()).or(about.first()).map(|j| (*j).clone())
 }
 
 fn metric_names(all: &[Measurement]) -> Vec<String> {

@@ -3,6 +3,7 @@
 
 mod check;
 mod crash;
+mod fail_if;
 mod fuzz;
 mod measure;
 mod rehearse;

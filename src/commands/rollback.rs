@@ -251,6 +251,8 @@ impl Undo<'_> {
             interrupt: &signals::NEVER,
             log_path: log,
             echo: true,
+            run_dir: None,
+            step,
         };
         self.ui.start_spinner(&format!("rolling back step {step}"));
         let result = steps::execute(work, &Expect::default(), &ctx);

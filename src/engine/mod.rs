@@ -371,6 +371,8 @@ impl<'a> Engine<'a> {
             interrupt,
             log_path: log,
             echo: true,
+            run_dir: Some(&self.plan.run_dir),
+            step,
         };
         self.ui.start_spinner(label);
         let result = steps::execute(work, expect, &ctx);

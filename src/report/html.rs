@@ -179,7 +179,8 @@ fn metrics(out: &mut String, n: &Note) {
     if !n.metrics.is_empty() {
         out.push_str(
             "<table class=\"metrics\">\n<thead><tr><th>Metric</th><th>Before</th><th>After</th>\
-             <th>Change</th><th>% change</th><th>Measured at</th></tr></thead>\n<tbody>\n",
+             <th>Change</th><th>% change</th><th>Measured at</th><th>Judged</th></tr></thead>\n\
+             <tbody>\n",
         );
         for m in &n.metrics {
             let arrow = match m.comparison.change {
@@ -191,14 +192,15 @@ fn metrics(out: &mut String, n: &Note) {
                 out,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
                  <td class=\"num\">{arrow}{}</td><td class=\"num\">{}</td>\
-                 <td>step {} → step {}</td></tr>",
+                 <td>step {} → step {}</td>{}</tr>",
                 code(&m.comparison.name),
                 escape(&m.before()),
                 escape(&m.after()),
                 escape(&m.change()),
                 escape(&m.change_pct()),
                 m.before_step,
-                m.after_step
+                m.after_step,
+                judged_cell(m)
             );
         }
         out.push_str("</tbody>\n</table>\n");
@@ -212,6 +214,19 @@ fn metrics(out: &mut String, n: &Note) {
         out.push_str("</ul>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// The mark a `fail_if` gave a change: green good, red bad, with the condition's words.
+fn judged_cell(m: &super::MetricChange) -> String {
+    match (m.good(), &m.judged) {
+        (Some(true), Some(j)) => {
+            format!("<td class=\"good judged\"><strong>✓ good</strong><br>{}</td>", escape(&j.text))
+        }
+        (Some(false), Some(j)) => {
+            format!("<td class=\"bad judged\"><strong>✗ bad</strong><br>{}</td>", escape(&j.text))
+        }
+        _ => "<td>-</td>".into(),
+    }
 }
 
 fn timeline(out: &mut String, n: &Note) {

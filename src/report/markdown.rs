@@ -74,12 +74,17 @@ fn metrics(out: &mut String, n: &Note) {
     }
     out.push_str("## Metrics before and after\n\n");
     if !n.metrics.is_empty() {
-        out.push_str("| Metric | Before | After | Change | % change | Measured at |\n");
-        out.push_str("|---|---:|---:|---:|---:|---|\n");
+        out.push_str("| Metric | Before | After | Change | % change | Measured at | Judged |\n");
+        out.push_str("|---|---:|---:|---:|---:|---|---|\n");
         for m in &n.metrics {
+            let judged = match (m.good(), &m.judged) {
+                (Some(true), Some(j)) => format!("good: {}", cell(&j.text)),
+                (Some(false), Some(j)) => format!("**BAD**: {}", cell(&j.text)),
+                _ => "-".into(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | step {} -> step {} |",
+                "| {} | {} | {} | {} | {} | step {} -> step {} | {judged} |",
                 code(&m.comparison.name),
                 m.before(),
                 m.after(),

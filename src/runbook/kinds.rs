@@ -10,7 +10,8 @@ use super::parse::bad_regex;
 pub const FLUSH_KEYS: &[&str] = &["redis", "pattern", "max_keys", "backup", "batch"];
 pub const WATCH_KEYS: &[&str] =
     &["file", "command", "for", "fail_on", "max", "until", "wait_for_file"];
-pub const MEASURE_KEYS: &[&str] = &["run", "capture", "http", "requests", "redis", "pattern"];
+pub const MEASURE_KEYS: &[&str] =
+    &["run", "capture", "http", "requests", "redis", "pattern", "fail_if"];
 
 const DEFAULT_FLUSH_BATCH: usize = 1000;
 const DEFAULT_HTTP_REQUESTS: u32 = 20;
@@ -124,6 +125,13 @@ pub fn read_measure(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<A
         }
     };
     def.map(Action::Measure)
+}
+
+/// `fail_if = ["error_rate > 0.01"]`: kept as written; `validate` parses each condition and checks
+/// its metric names against what the step's source measures.
+pub fn read_fail_if(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Template> {
+    let items = f.strings("fail_if", d).unwrap_or_default();
+    items.into_iter().map(|(text, span)| Template { text, span }).collect()
 }
 
 /// A list of regexes; each bad one is reported at its own span.

@@ -1,10 +1,12 @@
 //! The runbook file: its model, how it is parsed with spans, checked, and how `{{var}}`
 //! placeholders are found.
 
+pub mod condition;
 pub mod diagnostic;
 pub mod duration;
 mod fields;
 mod kinds;
+mod measure_check;
 pub mod model;
 pub mod parse;
 pub mod template;

@@ -119,6 +119,9 @@ pub struct Step {
     /// Environment names, each with where it is written.
     pub only_env: Option<Vec<Template>>,
     pub verify_rollback: Option<Template>,
+    /// `fail_if` of a measure step: conditions on its figures (see `condition`), each failing
+    /// the step when it holds. Checked by `validate`; empty for other kinds.
+    pub fail_if: Vec<Template>,
     pub span: Span,
 }
 

@@ -288,6 +288,7 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         cwd: f.template("cwd", d),
         only_env,
         verify_rollback: f.template("verify_rollback", d),
+        fail_if: Vec::new(),
         span: f.span.clone(),
     };
     let Some(kind) = kind else {
@@ -310,9 +311,13 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         return Some(step);
     };
     let (action, kind_keys) = read_action(kind, &mut f, d);
+    let fail_if = match kind {
+        Kind::Measure => super::kinds::read_fail_if(&mut f, d),
+        _ => Vec::new(),
+    };
     let allowed: Vec<&str> = COMMON_STEP_KEYS.iter().chain(kind_keys).copied().collect();
     f.finish(&allowed, d);
-    Some(Step { action: action?, ..step })
+    Some(Step { action: action?, fail_if, ..step })
 }
 
 fn read_kind(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Kind> {

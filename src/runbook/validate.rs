@@ -17,6 +17,7 @@ pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_ids(rb, d);
     check_rollbacks(rb, d);
     check_env_names(rb, d);
+    super::measure_check::check(rb, d);
 }
 
 fn declared_names(rb: &Runbook) -> BTreeSet<&str> {

@@ -7,6 +7,7 @@
 
 mod command;
 mod http;
+pub mod judge;
 mod redis;
 
 use anyhow::{Context, Result};
@@ -14,6 +15,28 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use redis::redact_url;
+
+/// What an `http` source measures, besides `status_<code>`: the count of responses with each
+/// status seen. `fail_if` may name any of them.
+pub const HTTP_METRICS: &[&str] = &[
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_max_ms",
+    "error_rate",
+    "requests",
+    "responses",
+    "transport_errors",
+];
+
+/// What a `redis` source measures (`keys_matching` only with a `pattern`).
+pub const REDIS_METRICS: &[&str] = &[
+    "keyspace_hits",
+    "keyspace_misses",
+    "hit_ratio",
+    "used_memory_bytes",
+    "keys",
+    "keys_matching",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum MeasureSource {
@@ -44,7 +67,15 @@ impl Metric {
 /// The unit a metric's name implies, so a command's captures get units the same way built-in
 /// metrics do: `*_ms` ms, `*_bytes` bytes, `*_ratio`/`*_rate` ratio, `*_pct` %, and counts.
 pub fn unit_for(name: &str) -> &'static str {
-    let counts = ["requests", "keys", "keys_matching", "keyspace_hits", "keyspace_misses"];
+    let counts = [
+        "requests",
+        "responses",
+        "transport_errors",
+        "keys",
+        "keys_matching",
+        "keyspace_hits",
+        "keyspace_misses",
+    ];
     if name.ends_with("_ms") {
         "ms"
     } else if name.ends_with("_bytes") {
@@ -145,10 +176,12 @@ pub fn compare(before: &[Metric], after: &[Metric]) -> Vec<Comparison> {
 }
 
 /// Run a measure step for the engine: the figures go to the terminal, the step log and the
-/// journal, where the report pairs them before and after.
+/// journal, where the report pairs them before and after. The step fails when every HTTP request
+/// failed, or when a `fail_if` condition holds or cannot be judged.
 pub fn run(
     source: &MeasureSource,
     shell: &Shell<'_>,
+    fail_if: &[String],
     ctx: &super::StepContext<'_>,
 ) -> Result<super::StepResult> {
     let started = std::time::Instant::now();
@@ -161,25 +194,75 @@ pub fn run(
         }
         Err(e) => return Err(e),
     };
+    let earlier = match ctx.run_dir {
+        Some(dir) if !fail_if.is_empty() => judge::earlier_figures(dir, ctx.step),
+        _ => Vec::new(),
+    };
+    let judged = judge::judge_all(fail_if, &metrics, &earlier);
     let mut text = String::new();
     for m in &metrics {
         text.push_str(&format!("{} = {} {}\n", m.name, format_value(m.value), m.unit));
+    }
+    for j in &judged {
+        text.push_str(&format!("{}\n", j.text));
     }
     std::fs::write(ctx.log_path, &text)
         .with_context(|| format!("cannot write the step log {}", ctx.log_path.display()))?;
     for line in text.lines() {
         ctx.ui.say(&format!("  {line}"));
     }
-    let check = format!("{} metrics measured", metrics.len());
-    let details = Some(serde_json::json!({ "metrics": metrics }));
-    let mut result = super::StepResult::without_exit(
-        crate::journal::Outcome::Ok,
-        check,
-        started.elapsed(),
-        details,
-    );
+    let (outcome, check) = verdict(source, &metrics, &judged);
+    let mut details = serde_json::json!({ "metrics": metrics });
+    if !judged.is_empty() {
+        details["judged"] = serde_json::json!(judged);
+    }
+    let mut result =
+        super::StepResult::without_exit(outcome, check, started.elapsed(), Some(details));
     result.output_tail = text;
     Ok(result)
+}
+
+/// The step's outcome and its check in words: what failed first, then the rest.
+fn verdict(
+    source: &MeasureSource,
+    metrics: &[Metric],
+    judged: &[judge::Judgement],
+) -> (crate::journal::Outcome, String) {
+    let mut failures: Vec<String> = Vec::new();
+    if let Some(all_failed) = every_request_failed(source, metrics) {
+        failures.push(all_failed);
+    }
+    failures.extend(judged.iter().filter(|j| j.failed()).map(|j| j.text.clone()));
+    if failures.is_empty() {
+        let passed = if judged.is_empty() {
+            String::new()
+        } else {
+            format!("; fail_if: {} passed", judged.len())
+        };
+        return (
+            crate::journal::Outcome::Ok,
+            format!("{} metrics measured{passed}", metrics.len()),
+        );
+    }
+    (crate::journal::Outcome::Failed, failures.join("; "))
+}
+
+/// An HTTP measure where no request succeeded measured nothing but the failure itself.
+fn every_request_failed(source: &MeasureSource, metrics: &[Metric]) -> Option<String> {
+    let MeasureSource::Http { url, .. } = source else { return None };
+    let value = |name: &str| metrics.iter().find(|m| m.name == name).map_or(0.0, |m| m.value);
+    if value("error_rate") < 1.0 {
+        return None;
+    }
+    let requests = value("requests");
+    let transport = value("transport_errors");
+    let url = crate::secret::redact_url(url);
+    Some(format!(
+        "every one of the {} requests to {url} failed ({} refused, reset or timed out; {} answered with an error status): there is no latency to measure",
+        format_value(requests),
+        format_value(transport),
+        format_value(requests - transport)
+    ))
 }
 
 /// Whole numbers without a fraction, others with up to three decimals.

@@ -32,6 +32,11 @@ pub struct StepContext<'a> {
     pub log_path: &'a Path,
     /// Stream output to the terminal as well as the log.
     pub echo: bool,
+    /// The run's folder: its journal holds the figures earlier steps measured, which a measure's
+    /// `fail_if` compares with (`before`). `None` where no step measures (a rollback).
+    pub run_dir: Option<&'a Path>,
+    /// The number of the step being run, so its own earlier attempts are not taken for `before`.
+    pub step: usize,
 }
 
 #[derive(Debug)]
@@ -103,7 +108,17 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             };
             watch::run(&spec, ctx)
         }
-        Work::Measure { run, capture, http, requests, redis, pattern, cwd, timeout_ms } => {
+        Work::Measure {
+            run,
+            capture,
+            http,
+            requests,
+            redis,
+            pattern,
+            cwd,
+            timeout_ms,
+            fail_if,
+        } => {
             let source = match (run, http, redis) {
                 (Some(run), _, _) => {
                     measure::MeasureSource::Command { run: run.clone(), patterns: capture.clone() }
@@ -125,7 +140,7 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                 timeout: timeout_ms.map(Duration::from_millis),
                 interrupt: ctx.interrupt,
             };
-            measure::run(&source, &shell, ctx)
+            measure::run(&source, &shell, fail_if, ctx)
         }
         Work::Flush { backup_file, .. } => {
             let spec = flush_spec(work).unwrap_or_else(|| unreachable!("a flush work"));

@@ -1,8 +1,10 @@
 //! Metrics from sequential GETs: latency percentiles, error rate and a count per status code.
 //!
-//! Latency is the time to the end of the body, for every request including failed ones (a
-//! timeout is what a user waits for too). An error is a status outside 2xx/3xx or a transport
-//! error (refused, reset, timed out), counted as `transport_errors`.
+//! Latency is the time to the end of the body, of the requests that got a response (any status):
+//! a refused connection fails in microseconds and would make a dead service look fast, so the
+//! percentiles leave transport errors (refused, reset, timed out) out. Those count in
+//! `transport_errors` and in `error_rate`, with responses whose status is 400 or more. With no
+//! response at all there are no latency figures.
 
 use super::Metric;
 use anyhow::{Result, bail};
@@ -18,16 +20,19 @@ pub(super) fn measure(url: &str, requests: u32, timeout: Duration) -> Result<Vec
     for _ in 0..requests {
         let started = Instant::now();
         match get(&agent, url) {
-            Ok(status) => *statuses.entry(status).or_default() += 1,
+            Ok(status) => {
+                *statuses.entry(status).or_default() += 1;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
             Err(_) => transport_errors += 1,
         }
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let errors =
         transport_errors + statuses.iter().filter(|(s, _)| **s >= 400).map(|(_, n)| n).sum::<u32>();
     let mut metrics = latency_metrics(&mut latencies);
     metrics.push(Metric::new("error_rate", f64::from(errors) / f64::from(requests)));
     metrics.push(Metric::new("requests", f64::from(requests)));
+    metrics.push(Metric::new("responses", latencies.len() as f64));
     metrics.push(Metric::new("transport_errors", f64::from(transport_errors)));
     for (status, n) in statuses {
         metrics.push(Metric::new(format!("status_{status}"), f64::from(n)));
@@ -63,6 +68,9 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<u16, ureq::Error> {
 }
 
 fn latency_metrics(latencies: &mut [f64]) -> Vec<Metric> {
+    if latencies.is_empty() {
+        return Vec::new();
+    }
     latencies.sort_by(f64::total_cmp);
     vec![
         Metric::new("latency_p50_ms", percentile(latencies, 50.0)),
