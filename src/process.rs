@@ -1,5 +1,9 @@
 //! The one place that spawns step commands: `bash -c` in its own process group, output read as
-//! it comes, a timeout or Ctrl-C ending the whole group (grandchildren included).
+//! it comes, a timeout or Ctrl-C ending every process the step started: its group, background
+//! children and those that ignore SIGTERM (SIGKILL at the end of the grace period), and children
+//! that left the group with setsid (found by a marker in their environment; runbook is their
+//! subreaper, so they stay its descendants and are reaped). After a normal exit, what the step
+//! left running on purpose (a daemon) keeps running.
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -9,7 +13,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
 use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+pub mod table;
+
+/// Set in every spawned command's environment, unique to that spawn: how its processes are found
+/// once they have left its process group.
+pub const SPAWN_VAR: &str = "RUNBOOK_SPAWN";
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
@@ -60,6 +78,8 @@ const AFTER_EXIT: Duration = Duration::from_millis(500);
 /// Run `command`, handing each piece of its merged stdout and stderr to `on_output` as it comes.
 pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> {
     let started = Instant::now();
+    become_subreaper();
+    reap_adopted();
     if let Some(dir) = spawn.cwd
         && !dir.is_dir()
     {
@@ -84,18 +104,25 @@ pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> 
     for (k, v) in spawn.env {
         expr = expr.env(k, v);
     }
+    let marker = spawn_marker();
+    expr = expr.env(SPAWN_VAR, &marker);
     let reader =
         expr.reader().with_context(|| format!("cannot start `bash -c {}`", spawn.command))?;
     let reader = Arc::new(reader);
     let pgid = reader.pids().first().copied().unwrap_or(0) as i32;
+    let step = StepProcesses {
+        pgid,
+        marker: format!("{SPAWN_VAR}={marker}"),
+        seen: RefCell::new(HashSet::new()),
+    };
     let chunks = read_on_a_thread(Arc::clone(&reader));
     let deadline = spawn.timeout.map(|t| started + t);
-    let stop = pump(&reader, &chunks, pgid, deadline, spawn.interrupt, on_output)?;
+    let stop = pump(&reader, &chunks, &step, deadline, spawn.interrupt, on_output)?;
     let output = match reader.try_wait()? {
         Some(output) => output.status,
         None => {
             // Only after an I/O error on the pipe: end the group and collect its exit.
-            kill_group(pgid, libc::SIGKILL);
+            step.signal_all(Signal::SIGKILL);
             reader.kill().ok();
             reader.try_wait()?.context("the step's process did not report its exit")?.status
         }
@@ -135,56 +162,170 @@ fn read_on_a_thread(reader: Arc<duct::ReaderHandle>) -> mpsc::Receiver<std::io::
 }
 
 /// Hand output on until the pipe closes (or bash has exited and only background processes hold
-/// it); end the group at the deadline or on an interrupt.
+/// it); at the deadline or on an interrupt, stop every process of the step and wait for them.
 fn pump(
     reader: &duct::ReaderHandle,
     chunks: &mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    pgid: i32,
+    step: &StepProcesses,
     deadline: Option<Instant>,
     interrupt: &AtomicBool,
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<Option<Stop>> {
-    let mut stop = None;
-    let mut kill_at: Option<Instant> = None;
+    let mut stopping: Option<Stopping> = None;
     let mut exited_at: Option<Instant> = None;
+    let mut open = true;
     loop {
-        match chunks.recv_timeout(POLL) {
-            Ok(Ok(chunk)) => on_output(&chunk),
-            Ok(Err(e)) => return Err(e).context("cannot read the step's output"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(stop),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        if open {
+            match chunks.recv_timeout(POLL) {
+                Ok(Ok(chunk)) => on_output(&chunk),
+                Ok(Err(e)) => return Err(e).context("cannot read the step's output"),
+                Err(mpsc::RecvTimeoutError::Disconnected) if stopping.is_none() => {
+                    step.adopt_leftovers();
+                    return Ok(None);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        } else {
+            std::thread::sleep(POLL);
         }
         let now = Instant::now();
-        if stop.is_none() {
-            let why = if interrupt.load(Ordering::SeqCst) {
-                Some((Stop::Interrupt, libc::SIGINT))
-            } else if deadline.is_some_and(|d| now >= d) {
-                Some((Stop::Timeout, libc::SIGTERM))
-            } else {
-                None
-            };
-            if let Some((why, signal)) = why {
-                kill_group(pgid, signal);
-                stop = Some(why);
-                kill_at = Some(now + GRACE);
-            }
+        if stopping.is_none() {
+            stopping = Stopping::begin(step, now, deadline, interrupt);
         }
-        if kill_at.is_some_and(|k| now >= k) {
-            kill_group(pgid, libc::SIGKILL);
-            kill_at = None;
+        if let Some(stop) = &mut stopping {
+            if stop.over(step, reader, now) {
+                return Ok(Some(stop.why));
+            }
+            continue;
         }
         if exited_at.is_none() && matches!(reader.try_wait(), Ok(Some(_))) {
             exited_at = Some(now);
         }
         if exited_at.is_some_and(|t| now >= t + AFTER_EXIT) {
-            return Ok(stop);
+            step.adopt_leftovers();
+            return Ok(None);
         }
     }
 }
 
-pub fn kill_group(pgid: i32, signal: i32) {
-    // SAFETY: killpg only sends a signal; a group that is gone gives ESRCH, which is fine.
-    unsafe {
-        libc::killpg(pgid, signal);
+/// A step being stopped: SIGTERM to all its processes, SIGKILL to those left at the end of the
+/// grace period, and the wait until none is left.
+struct Stopping {
+    why: Stop,
+    kill_at: Instant,
+    killed: bool,
+}
+
+/// After the SIGKILL, how long processes get to vanish before the step is given up on (one in
+/// uninterruptible sleep cannot be helped, and must not hang the run).
+const AFTER_KILL: Duration = Duration::from_secs(3);
+
+impl Stopping {
+    fn begin(
+        step: &StepProcesses,
+        now: Instant,
+        deadline: Option<Instant>,
+        interrupt: &AtomicBool,
+    ) -> Option<Stopping> {
+        let why = if interrupt.load(Ordering::SeqCst) {
+            Stop::Interrupt
+        } else if deadline.is_some_and(|d| now >= d) {
+            Stop::Timeout
+        } else {
+            return None;
+        };
+        step.signal_all(Signal::SIGTERM);
+        Some(Stopping { why, kill_at: now + GRACE, killed: false })
     }
+
+    /// Whether every process of the step is gone (bash's exit collected too).
+    fn over(&mut self, step: &StepProcesses, reader: &duct::ReaderHandle, now: Instant) -> bool {
+        if !self.killed && now >= self.kill_at {
+            step.signal_all(Signal::SIGKILL);
+            self.killed = true;
+        }
+        step.reap();
+        let bash_done = matches!(reader.try_wait(), Ok(Some(_)));
+        (bash_done && step.alive().is_empty()) || (self.killed && now >= self.kill_at + AFTER_KILL)
+    }
+}
+
+/// Every process a step started: its process group, and whoever carries its marker in the
+/// environment (a child that left the group with setsid, or a daemon of bash's).
+pub(crate) struct StepProcesses {
+    pgid: i32,
+    marker: String,
+    /// Processes of the step seen alive: when they die as our (adopted) children, we reap them.
+    seen: RefCell<HashSet<i32>>,
+}
+
+impl StepProcesses {
+    /// The step's processes that still run (zombies are done and left out).
+    fn alive(&self) -> Vec<i32> {
+        let marker = self.marker.as_str();
+        let found: Vec<i32> = table::entries()
+            .into_iter()
+            .filter(|e| !e.zombie && (e.pgrp == self.pgid || table::has_env(e.pid, &[marker])))
+            .map(|e| e.pid)
+            .collect();
+        self.seen.borrow_mut().extend(found.iter().copied());
+        found
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        kill_group(self.pgid, signal);
+        for pid in self.alive() {
+            // A process that is already gone gives ESRCH, which is what we want.
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// Collect the exit of every process of the step that died as our child, bash excepted
+    /// (its exit is duct's to collect). Being the subreaper, we inherit the orphans.
+    fn reap(&self) {
+        self.seen.borrow_mut().retain(|&pid| pid == self.pgid || !reaped(pid));
+    }
+
+    /// After a normal exit, what bash left running on purpose is ours once bash is gone: note it,
+    /// so that its exit is collected later rather than left as a zombie.
+    fn adopt_leftovers(&self) {
+        let left: Vec<i32> = self.alive().into_iter().filter(|p| *p != self.pgid).collect();
+        ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+    }
+}
+
+/// Processes a step left running on purpose, whose exit we collect when they end.
+static ADOPTED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Collect the exit of adopted daemons that have ended, so none lingers as a zombie.
+fn reap_adopted() {
+    ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).retain(|&pid| !reaped(pid));
+}
+
+/// Whether `pid` is no longer ours to wait for: reaped now, or not (or no longer) our child.
+fn reaped(pid: i32) -> bool {
+    !matches!(waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+}
+
+/// Orphans of the step's processes are re-parented to us instead of init, so they can still be
+/// found, stopped and reaped. Failing that (an old kernel), the group and the environment scan
+/// still find them.
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    });
+}
+
+/// A value no other spawn of any run shares, for `RUNBOOK_SPAWN`.
+fn spawn_marker() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    format!("{}.{n}", std::process::id())
+}
+
+pub fn kill_group(pgid: i32, signal: Signal) {
+    // A group that is gone gives ESRCH, which is fine.
+    let _ = killpg(Pid::from_raw(pgid), signal);
 }

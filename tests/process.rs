@@ -523,3 +523,149 @@ fn a_torn_last_journal_line_is_tolerated() {
     assert_eq!(shown["status"], "rolled_back");
     rb.run(&["rollback", &id, "--yes"]).code(5);
 }
+
+/// A step that starts three processes the old engine left running once it was stopped: one in the
+/// background (bash makes it ignore SIGINT), one that ignores SIGTERM, and one that left the
+/// process group with setsid. Each writes its pid to `pids`; the step then waits.
+const STUBBORN: &str = r#"
+[[step]]
+title = "stubborn"
+kind = "apply"
+run = """
+export P={{runbook_dir}}/pids
+sleep 300 & echo $! >> "$P"
+bash -c 'trap "" TERM; echo $$ >> "$P"; exec sleep 300' &
+setsid bash -c 'echo $$ >> "$P"; exec sleep 300' &
+while [ "$(wc -l < "$P")" -lt 3 ]; do sleep 0.05; done
+echo started >> {{runbook_dir}}/ran.log
+sleep 300
+"""
+rollback = "true"
+"#;
+
+/// The pids the step wrote down.
+fn step_pids(rb: &Runbook) -> Vec<i32> {
+    rb.read("pids").lines().map(|l| l.trim().parse().expect("a pid")).collect()
+}
+
+/// Whether `pid` still runs (a zombie has stopped running; its parent has yet to reap it).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim().starts_with('Z')))
+}
+
+/// Fail naming the step's processes still running; kill them first (they are this test's).
+fn assert_all_gone(pids: &[i32], when: &str) {
+    let left: Vec<i32> = pids.iter().copied().filter(|p| running(*p)).collect();
+    kill_all(&left);
+    assert!(left.is_empty(), "{when}: processes of the stopped step still run: {left:?}");
+}
+
+/// End processes this test's step started, by pid.
+fn kill_all(pids: &[i32]) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+/// Stop the stubborn step with `signal` sent to runbook, and check the process table.
+fn stopped_step_leaves_nothing(signal: nix::sys::signal::Signal) {
+    let rb = Runbook::new();
+    let file = runbook(&rb, STUBBORN);
+    let mut child = spawn_yes(&rb, &file);
+    wait_until("the step's processes", || rb.read("ran.log") == "started\n");
+    let pids = step_pids(&rb);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    child.signal(signal as i32);
+    // The grace period is 2 s; the run ends once every process of the step is gone.
+    assert_eq!(child.wait(Duration::from_secs(15)), 130);
+    assert_all_gone(&pids, signal.as_str());
+    assert_eq!(events(&rb.journal(), "interrupted")[0]["signal"], signal.as_str());
+}
+
+#[test]
+fn ctrl_c_left_background_term_ignoring_and_setsid_children_running() {
+    stopped_step_leaves_nothing(nix::sys::signal::SIGINT);
+}
+
+#[test]
+fn sigterm_left_background_term_ignoring_and_setsid_children_running() {
+    stopped_step_leaves_nothing(nix::sys::signal::SIGTERM);
+}
+
+#[test]
+fn sighup_left_background_term_ignoring_and_setsid_children_running() {
+    stopped_step_leaves_nothing(nix::sys::signal::SIGHUP);
+}
+
+#[test]
+fn a_timeout_left_background_term_ignoring_and_setsid_children_running() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        &STUBBORN.replace("rollback = \"true\"", "rollback = \"true\"\ntimeout = \"2s\""),
+    );
+    let started = Instant::now();
+    assert_eq!(spawn_yes(&rb, &file).wait(Duration::from_secs(15)), 3);
+    let pids = step_pids(&rb);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert_all_gone(&pids, "timeout");
+    // The timeout (2 s) and the grace period (2 s), not the step's 300 s.
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(events(&rb.journal(), "step_finished")[0]["outcome"], "timed_out");
+}
+
+#[test]
+fn a_daemon_a_step_starts_on_purpose_keeps_running_after_it_ends_normally() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[[step]]
+title = "start a daemon"
+kind = "apply"
+run = "setsid bash -c 'exec sleep 300' > /dev/null 2>&1 & echo $! > {{runbook_dir}}/pids; sleep 300 > /dev/null 2>&1 & echo $! >> {{runbook_dir}}/pids"
+rollback = "true"
+
+[[step]]
+title = "later"
+kind = "check"
+run = "sleep 0.5"
+"#,
+    );
+    rb.run(&["run", file.to_str().unwrap(), "--yes"]).success();
+    let pids = step_pids(&rb);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let alive: Vec<bool> = pids.iter().map(|p| running(*p)).collect();
+    kill_all(&pids);
+    assert_eq!(alive, [true, true], "a daemon started on purpose was stopped");
+}
+
+/// runbook adopts what its steps leave running (it is their subreaper): when such a daemon ends,
+/// runbook collects its exit instead of keeping a zombie for the rest of the run.
+#[test]
+fn adopted_daemons_are_reaped_not_left_as_zombies() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        r#"
+[[step]]
+title = "a short daemon"
+kind = "apply"
+run = "sleep 0.2 > /dev/null 2>&1 &"
+rollback = "true"
+
+[[step]]
+title = "it ends meanwhile"
+kind = "check"
+run = "sleep 0.6"
+
+[[step]]
+title = "no zombie child of runbook"
+kind = "check"
+run = "ps -o pid=,stat=,comm= --ppid $PPID | grep ' Z' && exit 1 || true"
+"#,
+    );
+    let out = rb.run(&["run", file.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+}

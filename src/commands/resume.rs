@@ -3,10 +3,11 @@
 //! last output and the operator decides: run it again, mark it done, or roll back from there.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use nix::sys::signal::Signal;
 
 use crate::engine::operator::{
     ABORT, Answer, Choice, DONE, Operator, RETRY, ROLLBACK, RUN, SKIP, Terminal, Unattended,
@@ -275,10 +276,7 @@ fn settle_processes(
         }
     };
     if choice == STOP {
-        for pid in &pids {
-            // SAFETY: sending a signal to a process we found by its environment.
-            unsafe { libc::kill(*pid, libc::SIGTERM) };
-        }
+        signal_all(&pids, Signal::SIGTERM);
     }
     let deadline = std::time::Instant::now()
         + if choice == STOP { Duration::from_secs(5) } else { Duration::MAX / 4 };
@@ -287,10 +285,8 @@ fn settle_processes(
             bail!("interrupted while waiting for the step's processes; nothing was run");
         }
         if std::time::Instant::now() > deadline {
-            for pid in step_processes(&run.id, step) {
-                // SAFETY: as above; they ignored SIGTERM.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+            // They ignored SIGTERM.
+            signal_all(&step_processes(&run.id, step), Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -299,24 +295,19 @@ fn settle_processes(
     Ok(())
 }
 
+/// A process already gone gives ESRCH, which is what we want.
+fn signal_all(pids: &[i32], signal: Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
+    }
+}
+
 /// Processes whose environment says they belong to this run's step (RUNBOOK_RUN_ID and
 /// RUNBOOK_STEP); a daemon an earlier step started on purpose is left alone.
 fn step_processes(run_id: &str, step: usize) -> Vec<i32> {
     let run_var = format!("RUNBOOK_RUN_ID={run_id}");
     let step_var = format!("RUNBOOK_STEP={step}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|pid| *pid != std::process::id() as i32)
-        .filter(|pid| {
-            let environ: PathBuf = ["/proc", &pid.to_string(), "environ"].iter().collect();
-            std::fs::read(environ).is_ok_and(|env| {
-                let has = |var: &str| env.split(|b| *b == 0).any(|v| v == var.as_bytes());
-                has(&run_var) && has(&step_var)
-            })
-        })
-        .collect()
+    crate::process::table::with_env(&[&run_var, &step_var])
 }
 
 /// How often each step was tried before the stop, by plan index.
