@@ -78,7 +78,6 @@ const AFTER_EXIT: Duration = Duration::from_millis(500);
 /// Run `command`, handing each piece of its merged stdout and stderr to `on_output` as it comes.
 pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> {
     let started = Instant::now();
-    become_subreaper();
     reap_adopted();
     if let Some(dir) = spawn.cwd
         && !dir.is_dir()
@@ -310,8 +309,9 @@ fn reaped(pid: i32) -> bool {
 
 /// Orphans of the step's processes are re-parented to us instead of init, so they can still be
 /// found, stopped and reaped. Failing that (an old kernel), the group and the environment scan
-/// still find them.
-fn become_subreaper() {
+/// still find them. Called by the commands that run steps, not by `run` itself: a test process
+/// that calls `run` must not start adopting (and never reaping) everyone's orphans.
+pub fn become_subreaper() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = nix::sys::prctl::set_child_subreaper(true);

@@ -26,8 +26,10 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Catch SIGINT, SIGTERM and SIGHUP for the rest of the process.
+/// Catch SIGINT, SIGTERM and SIGHUP for the rest of the process, and adopt the orphans of the
+/// steps it runs (so a stopped step's escaped children can be found and reaped).
 pub fn install() {
+    crate::process::become_subreaper();
     let action =
         SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
     for signal in CAUGHT {
