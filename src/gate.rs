@@ -83,7 +83,7 @@ pub fn with_team_rehearsals(
         }
         Err(e) => eprintln!(
             "warning: the team store {} is unreachable ({e:#}); the gate sees only this machine's rehearsals",
-            crate::secret::redact_url(url)
+            crate::secret::redact(url)
         ),
     }
     local

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runbook::model::*;
 use crate::runbook::template::substitute;
-use crate::secret::{MASK, Masker, redact_url};
+use crate::secret::{self, MASK, Masker, redact};
 
 /// What one step (or one rollback) does, fully rendered. This is what the journal records, so a
 /// rollback of a past run uses the commands of that time.
@@ -71,7 +71,7 @@ impl Work {
     /// The form that may be written down: secrets masked, URL passwords redacted.
     pub fn for_journal(&self, masker: &Masker) -> Work {
         let m = |s: &str| masker.mask(s).into_owned();
-        let url = |s: &str| redact_url(&m(s));
+        let url = |s: &str| redact(&m(s)).into_owned();
         match self.clone() {
             Work::Shell { run, cwd, timeout_ms } => {
                 Work::Shell { run: m(&run), cwd: cwd.as_deref().map(m), timeout_ms }
@@ -119,11 +119,11 @@ impl Work {
             Work::Flush { redis, patterns, backup, .. } => format!(
                 "flush keys {} on {}{}",
                 patterns.join(", "),
-                redact_url(redis),
+                redact(redis),
                 if *backup { ", backed up first" } else { ", NO backup" }
             ),
             Work::Restore { redis, backup_file } => {
-                format!("restore keys from {backup_file} to {}", redact_url(redis))
+                format!("restore keys from {backup_file} to {}", redact(redis))
             }
             Work::Watch { file, command, for_ms, fail_on, wait_for_file, .. } => format!(
                 "watch {}{} for {} failing on {}",
@@ -136,7 +136,7 @@ impl Work {
                 "measure {}",
                 http.as_deref()
                     .map(String::from)
-                    .or_else(|| redis.as_deref().map(redact_url))
+                    .or_else(|| redis.as_deref().map(|r| redact(r).into_owned()))
                     .or_else(|| run.clone())
                     .unwrap_or_default()
             ),
@@ -238,7 +238,8 @@ impl Plan {
         let env = choose_env(rb, ctx.env)?;
         let mut vars = Resolver::new(rb, env, &ctx)?;
         vars.dry = ctx.dry;
-        let values = vars.resolve_all(ctx.ask_secret)?;
+        let mut values = vars.resolve_all(ctx.ask_secret)?;
+        check_secrets(rb, env, ctx.overrides, &mut values)?;
         let secret_env: Vec<(String, String)> = values
             .iter()
             .filter(|(_, v)| v.secret)
@@ -249,18 +250,13 @@ impl Plan {
         step_env.push(("RUNBOOK_RUN_ID".into(), ctx.run_id.clone()));
         let shown = values
             .iter()
-            .map(|(k, v)| {
-                // A URL's password is never shown, secret or not (`--var url=redis://:pw@...`).
-                let shown =
-                    if v.secret { MASK.to_string() } else { redact_url(&masker.mask(&v.text)) };
-                (k.clone(), shown)
-            })
+            .map(|(k, v)| (k.clone(), if v.secret { MASK.to_string() } else { v.text.clone() }))
             .collect();
         check_defined(rb, env, &values)?;
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
-        let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.value(t));
-        let store_redis = rb.store_redis.as_ref().map(|t| renderer.value(t));
+        let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.concrete(t));
+        let store_redis = rb.store_redis.as_ref().map(|t| renderer.concrete(t));
         Ok(Plan {
             name: rb.name.clone(),
             path: rb.path.clone(),
@@ -345,8 +341,55 @@ fn check_defined(rb: &Runbook, env: Option<&str>, values: &BTreeMap<String, Valu
     Ok(())
 }
 
+/// Secrets, before anything runs: a value holding a URL with a password is a secret whether
+/// declared so or not (it is shown as `***` and recorded as a reference); a secret too short to
+/// mask safely is refused, naming where it came from; and no other value may hold what reads as
+/// a secret reference, which the steps would fill in.
+fn check_secrets(
+    rb: &Runbook,
+    env: Option<&str>,
+    overrides: &[(String, String)],
+    values: &mut BTreeMap<String, Value>,
+) -> Result<()> {
+    for (name, v) in values.iter_mut() {
+        if !v.secret && secret::holds_url_password(&v.text) {
+            v.secret = true;
+        }
+        if v.secret && secret::too_short(&v.text) {
+            bail!(
+                "variable `{name}` is secret and its value ({}) is {} characters long; expected at least {}: {} (nothing was run)",
+                source_of(rb, env, overrides, name),
+                v.text.chars().count(),
+                secret::MIN_SECRET,
+                secret::SHORT_REASON
+            );
+        }
+        if !v.secret && secret::has_reference(&v.text) {
+            bail!(
+                "variable `{name}` holds `${{RUNBOOK_SECRET_`, which is how runbook refers to secrets in what it records; expected a value without it (to use a secret, write its {{{{name}}}}) (nothing was run)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where a variable's value came from, in words.
+fn source_of(rb: &Runbook, env: Option<&str>, overrides: &[(String, String)], name: &str) -> String {
+    if overrides.iter().any(|(k, _)| k == name) {
+        return format!("from --var {name}=...");
+    }
+    let env_vars = env.and_then(|e| rb.envs.get(e)).map(|e| e.vars.iter());
+    let def = env_vars.into_iter().flatten().chain(rb.vars.iter()).find(|v| v.name == name);
+    match def.map(|d| &d.source) {
+        Some(VarSource::FromEnv(var)) => format!("from the environment variable {var}"),
+        Some(VarSource::FromFile(path)) => format!("from the file {path}"),
+        Some(VarSource::Prompt(label)) => format!("typed at the prompt {label:?}"),
+        _ => "written in the runbook".to_string(),
+    }
+}
+
 fn secret_env_name(var: &str) -> String {
-    format!("RUNBOOK_SECRET_{}", var.to_ascii_uppercase())
+    secret::env_name(var)
 }
 
 fn choose_env<'r>(rb: &'r Runbook, wanted: Option<&str>) -> Result<Option<&'r str>> {
@@ -518,8 +561,20 @@ impl Renderer<'_> {
         })
     }
 
-    /// For values the program uses itself (a Redis URL, a file to watch).
+    /// For values the program uses itself (a Redis URL, a pattern, a file to watch, a cwd): a
+    /// secret becomes a reference too, so what is journalled is what a replay needs and holds no
+    /// secret; the step fills references in at the moment of use (`secret::expand`).
     fn value(&self, t: &Template) -> String {
+        substitute(&t.text, |n| {
+            self.values.get(n).map(|v| {
+                if v.secret { secret::reference(n) } else { v.text.clone() }
+            })
+        })
+    }
+
+    /// With the secrets' values in: for what is used at once and never recorded (the Redis of
+    /// `[lock]` and `[store]`).
+    fn concrete(&self, t: &Template) -> String {
         substitute(&t.text, |n| self.values.get(n).map(|v| v.text.clone()))
     }
 

@@ -575,7 +575,7 @@ fn flushes(run: &RunState) -> Vec<FlushNote> {
             Some(FlushNote {
                 step: s.number,
                 title: run.step_title(s.number).to_string(),
-                server: crate::secret::redact_url(redis),
+                server: crate::secret::redact(redis).into_owned(),
                 patterns: patterns.clone(),
                 backup_file: backup.then(|| backup_file.clone()),
                 figures: s.details.clone().and_then(|d| serde_json::from_value(d).ok()),

@@ -187,3 +187,99 @@ fn a_password_given_with_var_is_not_journalled() {
     let json = t.run(&["show", "last", "--json"]).success().stdout;
     assert!(!json.contains(password));
 }
+
+/// Issue 10 item 3: the journal held the flush URL as `***`, so `rollback RUN` said "invalid
+/// Redis URL ***" and the flushed keys stayed deleted.
+#[test]
+fn rollback_of_a_past_flush_whose_url_holds_a_secret_restores_the_keys() {
+    let password = "s3cret-Pa55-word";
+    let server = RedisServer::start_with_password(password);
+    seed(&server);
+    let t = Runbook::new().env("CACHE_PW", password);
+    let url = format!("redis://:{{{{pw}}}}@127.0.0.1:{}/0", server.port);
+    let pw = "pw = { from_env = \"CACHE_PW\", secret = true }";
+    t.file("rb.toml", &runbook(&format!("{pw}\nredis_url = \"{url}\""), false, ""));
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    assert_eq!(count(&server, "page:upload:*"), 0);
+
+    let started = t.journal().into_iter().find(|e| e["event"] == "step_started").unwrap();
+    let recorded = "${RUNBOOK_SECRET_REDIS_URL}";
+    assert_eq!(started["work"]["redis"], recorded, "the URL is recorded as a reference");
+    assert_eq!(started["rollback"]["redis"], recorded);
+
+    let out = t.run(&["rollback", "last", "--yes"]).success();
+    assert!(out.stderr.contains("restored 301 keys"), "{out:?}");
+    assert_eq!(count(&server, "page:upload:*"), 301, "every flushed key is back");
+    assert!(!out.stdout.contains(password) && !out.stderr.contains(password), "{out:?}");
+    crate::support::assert_nowhere_below(&t.state_dir(), password);
+}
+
+/// A URL password given with `--var` (the variable is not declared secret) is a secret all the
+/// same: recorded as a reference, and `rollback RUN`, which cannot read the command line of the
+/// run again, asks for it by name.
+#[test]
+fn a_url_password_given_with_var_is_a_secret_and_rollback_asks_for_it_by_name() {
+    let password = "v4r-Pa55-word";
+    let server = RedisServer::start_with_password(password);
+    seed(&server);
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook("redis_url = \"redis://127.0.0.1:1/0\"", false, ""));
+    let url = server.url(0);
+    t.run(&["run", "rb.toml", "--yes", "--var", &format!("redis_url={url}")]).success();
+    let events = t.journal();
+    assert_eq!(events[0]["vars"]["redis_url"], "***", "{}", events[0]);
+    let started = events.iter().find(|e| e["event"] == "step_started").unwrap();
+    assert_eq!(started["work"]["redis"], "${RUNBOOK_SECRET_REDIS_URL}");
+
+    let out = t.run(&["rollback", "last", "--yes"]).code(5);
+    assert!(out.stderr.contains("RUNBOOK_SECRET_REDIS_URL"), "{out:?}");
+    assert_eq!(count(&server, "page:upload:*"), 0, "nothing restored without the password");
+    let out = t
+        .command(&["rollback", "last", "--yes"])
+        .env("RUNBOOK_SECRET_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(count(&server, "page:upload:*"), 301);
+    crate::support::assert_nowhere_below(&t.state_dir(), password);
+}
+
+/// The same with the password's placeholder in the step's own URL: the recorded URL keeps the
+/// host and port and holds `${RUNBOOK_SECRET_PW}` where the password goes.
+#[test]
+fn a_secret_placeholder_in_the_flush_url_is_recorded_as_a_reference_and_replayed() {
+    let password = "s3cret/Pa55#word?";
+    let encoded = "s3cret%2FPa55%23word%3F";
+    let server = RedisServer::start();
+    seed(&server);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query(&mut server.client(0))
+        .unwrap();
+    let url = format!("redis://:{encoded}@127.0.0.1:{}/0", server.port);
+    let count = |pattern: &str| {
+        let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        c.scan_match::<_, String>(pattern).unwrap().count()
+    };
+    let t = Runbook::new().env("CACHE_PW", encoded);
+    t.file(
+        "rb.toml",
+        &format!(
+            "[runbook]\nname = \"flush\"\n[vars]\npw = {{ from_env = \"CACHE_PW\", secret = true }}\n[[step]]\ntitle = \"flush uploads\"\nkind = \"flush\"\nredis = \"redis://:{{{{pw}}}}@127.0.0.1:{}/0\"\npattern = \"page:upload:*\"\n",
+            server.port
+        ),
+    );
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    assert_eq!(count("page:upload:*"), 0);
+    let started = t.journal().into_iter().find(|e| e["event"] == "step_started").unwrap();
+    let recorded = format!("redis://:${{RUNBOOK_SECRET_PW}}@127.0.0.1:{}/0", server.port);
+    assert_eq!(started["rollback"]["redis"], recorded);
+    let out = t.run(&["rollback", "last", "--yes"]).success();
+    assert!(out.stderr.contains("restored 301 keys"), "{out:?}");
+    assert_eq!(count("page:upload:*"), 301);
+    for shown in [password, encoded] {
+        crate::support::assert_nowhere_below(&t.state_dir(), shown);
+    }
+}

@@ -60,7 +60,7 @@ fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
         }
         Err(e) => eprintln!(
             "warning: the team store {} is unreachable ({e:#}); showing this machine's runs only",
-            crate::secret::redact_url(url)
+            crate::secret::redact(url)
         ),
     }
 }

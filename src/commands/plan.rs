@@ -66,8 +66,8 @@ fn print_step(ui: &Ui, plan: &Plan, step: &PlannedStep) {
         println!("   skipped in this environment: {why}");
     }
     println!("   do:       {}", plan.masker.mask(&step.work.summary()));
-    if let Some(spec) = crate::steps::flush_spec(&step.work) {
-        println!("   keys:     {}", crate::steps::flush_step::describe_preview(&spec));
+    if let Some(preview) = crate::steps::flush_step::preview_line(&step.work, &plan.step_env) {
+        println!("   keys:     {}", plan.masker.mask(&preview));
     }
     let expect = step.expect_text();
     if !expect.is_empty() {

@@ -143,7 +143,7 @@ fn prepare(
     let team_lock = match &plan.lock_redis {
         Some(url) => {
             let taken = shared::acquire(url, &rb.name, plan.env.as_deref(), &holder)?;
-            let redis = crate::secret::redact_url(url);
+            let redis = crate::secret::redact(url).into_owned();
             preamble.push(Event::LockTaken { redis, fencing_token: taken.fencing_token });
             Some(taken)
         }

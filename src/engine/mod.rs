@@ -628,8 +628,7 @@ impl<'a> Engine<'a> {
             return;
         }
         self.say(&format!("  do:       {}", m.mask(&step.work.summary())));
-        if let Some(spec) = steps::flush_spec(&step.work) {
-            let preview = steps::flush_step::describe_preview(&spec);
+        if let Some(preview) = steps::flush_step::preview_line(&step.work, &self.plan.step_env) {
             self.say(&format!("  keys:     {}", m.mask(&preview)));
         }
         let expect = step.expect_text();

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use super::lock::Holder;
 use crate::Refused;
-use crate::secret::redact_url;
+use crate::secret::redact as redact_url;
 
 /// How long the lock lives without a heartbeat: a dead holder frees it after this.
 const LOCK_TTL: Duration = Duration::from_secs(30);

@@ -18,6 +18,7 @@ pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_rollbacks(rb, d);
     check_env_names(rb, d);
     super::measure_check::check(rb, d);
+    check_secret_literals(rb, d);
 }
 
 fn declared_names(rb: &Runbook) -> BTreeSet<&str> {
@@ -210,4 +211,56 @@ fn unknown_env(span: std::ops::Range<usize>, env: &str, place: &str, names: &[&s
         Some(near) => diag.hint(format!("did you mean {near:?}?")),
         None => diag.hint("define it as [env.NAME]"),
     }
+}
+
+/// Secrets written in the file itself: a secret value too short to mask safely, and a URL
+/// password written out in a step (it could be neither recorded, nor replayed, without being
+/// written down: in a variable it becomes a secret and is recorded as a reference).
+fn check_secret_literals(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    let all = rb.vars.iter().chain(rb.envs.values().flat_map(|e| e.vars.iter()));
+    for v in all.filter(|v| v.secret) {
+        let VarSource::Value(text) = &v.source else { continue };
+        if placeholders(text).is_ok_and(|p| p.is_empty()) && crate::secret::too_short(text) {
+            d.push(
+                Diagnostic::new(
+                    v.span.clone(),
+                    format!(
+                        "secret `{}` is {} characters long",
+                        v.name,
+                        text.chars().count()
+                    ),
+                )
+                .expected(format!("a secret of at least {} characters", crate::secret::MIN_SECRET))
+                .hint(crate::secret::SHORT_REASON),
+            );
+        }
+    }
+    for step in &rb.steps {
+        for t in step_templates(step).into_iter().filter(|t| writes_a_password(&t.text)) {
+            d.push(
+                Diagnostic::new(
+                    t.span.clone(),
+                    format!("step {} writes a URL password in the runbook", step.number),
+                )
+                .expected("the password in a variable, written as `{{name}}`")
+                .hint("declare it as `name = { from_env = \"VAR\", secret = true }` (or a whole URL as a variable: a value holding a URL with a password is a secret)"),
+            );
+        }
+    }
+}
+
+/// Whether `text` holds a URL whose password is written out, not a placeholder (nor, in a shell
+/// command, a shell variable such as `$TOKEN`).
+fn writes_a_password(text: &str) -> bool {
+    let filled = super::template::substitute(text, |n| Some(crate::secret::reference(n)));
+    crate::secret::url_passwords(&filled).iter().any(|p| !is_shell_variable(p))
+}
+
+/// `$NAME` or `${...}`, one or more of them.
+fn is_shell_variable(text: &str) -> bool {
+    static VARIABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = VARIABLE.get_or_init(|| {
+        regex::Regex::new(r"^(\$[A-Za-z_][A-Za-z0-9_]*|\$\{[^}]*\})+$").expect("a valid regex")
+    });
+    re.is_match(text)
 }

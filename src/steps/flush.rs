@@ -224,49 +224,7 @@ pub fn restore(
     }
 }
 
-/// The URL with its password replaced by `***`: `redis://user:secret@host:6379/0` becomes
-/// `redis://user:***@host:6379/0`. A user part without a colon is hidden whole (some clients
-/// read it as the password), and `password=`/`pass=` query parameters are hidden too.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return match url.rfind('@') {
-            Some(at) => format!("***{}", &url[at..]),
-            None => url.to_string(),
-        };
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let mut out = url[..scheme_end].to_string();
-    match authority.rfind('@') {
-        Some(at) => {
-            if let Some(colon) = authority[..at].find(':') {
-                out.push_str(&authority[..=colon]);
-            }
-            out.push_str("***");
-            out.push_str(&authority[at..]);
-        }
-        None => out.push_str(authority),
-    }
-    out.push_str(&redact_query(&rest[authority_end..]));
-    out
-}
-
-fn redact_query(tail: &str) -> String {
-    let Some(q) = tail.find('?') else { return tail.to_string() };
-    let (path, query) = tail.split_at(q + 1);
-    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
-    let params: Vec<String> = query
-        .split('&')
-        .map(|param| match param.split_once('=') {
-            Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "password" | "pass") => {
-                format!("{k}=***")
-            }
-            _ => param.to_string(),
-        })
-        .collect();
-    format!("{path}{}{fragment}", params.join("&"))
-}
+pub use crate::secret::redact;
 
 fn check_spec(spec: &FlushSpec) -> Result<(), FlushError> {
     if spec.patterns.is_empty() || spec.patterns.iter().any(String::is_empty) {
@@ -547,23 +505,5 @@ impl Restoring<'_> {
             },
             other => other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_hides_passwords() {
-        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
-        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://:***@host:6379/0");
-        assert_eq!(redact("rediss://secret@host/0"), "rediss://***@host/0");
-        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
-        assert_eq!(
-            redact("redis://u:p%40ss@host/0?password=x&db=1"),
-            "redis://u:***@host/0?password=***&db=1"
-        );
-        assert_eq!(redact("u:secret@host"), "***@host");
     }
 }

@@ -3,15 +3,23 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::flush::{self, FlushError, FlushSpec};
 use super::{StepContext, StepResult};
 use crate::journal::Outcome;
-use crate::secret::{MASK, redact_url};
+use crate::plan::Work;
 
 /// How many sample keys the plan and the prompt show.
 pub const SAMPLES: usize = 5;
+
+/// For a flush work, what would go, with the secrets of `env` filled in; `None` for other work.
+pub fn preview_line(work: &Work, env: &[(String, String)]) -> Option<String> {
+    match super::flush_spec(work, env)? {
+        Ok(spec) => Some(describe_preview(&spec)),
+        Err(e) => Some(format!("cannot count the matching keys: {e:#}")),
+    }
+}
 
 /// What would go: the count of matching keys and a few of them, read-only.
 pub fn describe_preview(spec: &FlushSpec) -> String {
@@ -22,8 +30,11 @@ pub fn describe_preview(spec: &FlushSpec) -> String {
     }
 }
 
+/// Run the flush of `spec` (secrets filled in); the report names the patterns as recorded
+/// (`recorded`, secrets as references), never as used.
 pub fn run_flush(
     spec: &FlushSpec,
+    recorded: &[String],
     backup_file: &Path,
     ctx: &StepContext<'_>,
 ) -> Result<StepResult> {
@@ -32,7 +43,8 @@ pub fn run_flush(
         |deleted: u64| ctx.ui.set_spinner_message(format!("flushing: {deleted} keys deleted"));
     let outcome = flush::flush(spec, backup_file, &mut progress);
     let (outcome, check, details) = match outcome {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.patterns = recorded.to_vec();
             let check = format!(
                 "deleted {} of {} matching keys on {}{}",
                 report.deleted,
@@ -53,14 +65,13 @@ pub fn run_flush(
 
 pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Result<StepResult> {
     let started = std::time::Instant::now();
-    let url = with_password(url)?;
     if !backup_file.exists() {
         // The flush failed before it backed anything up, so it deleted nothing either.
         let check = format!("no backup at {}: the flush deleted nothing", backup_file.display());
         return finish(ctx, started, Outcome::Ok, check, None);
     }
     let mut progress = |n: u64| ctx.ui.set_spinner_message(format!("restoring: {n} keys"));
-    let (outcome, check, details) = match flush::restore(&url, backup_file, &mut progress) {
+    let (outcome, check, details) = match flush::restore(url, backup_file, &mut progress) {
         Ok(r) => (
             Outcome::Ok,
             format!(
@@ -74,7 +85,8 @@ pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Resu
     finish(ctx, started, outcome, check, details)
 }
 
-/// The step log gets the result line; the engine gets the result.
+/// The step log gets the result line; the engine gets the result. The line is masked: an error
+/// may quote a pattern or a detail holding a secret.
 fn finish(
     ctx: &StepContext<'_>,
     started: std::time::Instant,
@@ -82,6 +94,7 @@ fn finish(
     check: String,
     details: Option<serde_json::Value>,
 ) -> Result<StepResult> {
+    let check = ctx.masker.mask(&check).into_owned();
     std::fs::write(ctx.log_path, format!("{check}\n"))?;
     Ok(StepResult::without_exit(outcome, check, started.elapsed(), details))
 }
@@ -93,20 +106,4 @@ fn failure_text(e: &FlushError) -> String {
     }
     let retry = if e.retry_safe() { "a retry is safe" } else { "do not simply retry" };
     format!("{text} ({retry})")
-}
-
-/// The journal keeps no passwords: a rollback of a past run gets it from REDISCLI_AUTH, the
-/// variable redis-cli itself reads.
-fn with_password(url: &str) -> Result<String> {
-    let masked = format!(":{MASK}@");
-    if !url.contains(&masked) {
-        return Ok(url.to_string());
-    }
-    match std::env::var("REDISCLI_AUTH") {
-        Ok(pw) if !pw.is_empty() => Ok(url.replacen(&masked, &format!(":{pw}@"), 1)),
-        _ => bail!(
-            "the journal keeps no password for {}; set REDISCLI_AUTH to it and run again (safe to retry: keys already present are left alone)",
-            redact_url(url)
-        ),
-    }
 }

@@ -14,7 +14,6 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub use redis::redact_url;
 
 /// What an `http` source measures, besides `status_<code>`: the count of responses with each
 /// status seen. `fail_if` may name any of them.
@@ -129,8 +128,8 @@ pub fn measure_in(source: &MeasureSource, shell: &Shell<'_>) -> Result<Vec<Metri
 fn describe(source: &MeasureSource) -> String {
     match source {
         MeasureSource::Command { run, .. } => format!("command `{run}`"),
-        MeasureSource::Http { url, .. } => format!("GET {url}"),
-        MeasureSource::Redis { url, .. } => format!("Redis {}", redact_url(url)),
+        MeasureSource::Http { url, .. } => format!("GET {}", crate::secret::redact(url)),
+        MeasureSource::Redis { url, .. } => format!("Redis {}", crate::secret::redact(url)),
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{Result, bail};
 use crate::journal::Outcome;
 use crate::plan::Work;
 use crate::runbook::Expect;
-use crate::secret::Masker;
+use crate::secret::{self, Masker};
 use crate::ui::Ui;
 
 /// What a step needs from the run around it.
@@ -84,16 +84,20 @@ impl StepResult {
     }
 }
 
-/// Run one step's work (or a rollback, which expects exit 0).
+/// Run one step's work (or a rollback, which expects exit 0). The work is as recorded: the
+/// values the program uses itself (URLs, patterns, paths) get their secrets here, from the step
+/// environment, at the moment of use.
 pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<StepResult> {
+    let x = |text: &str| secret::expand(text, ctx.env);
+    let x_opt = |text: &Option<String>| text.as_deref().map(x).transpose();
     match work {
         Work::Shell { run, cwd, timeout_ms } => {
-            command::run(run, cwd.as_deref(), *timeout_ms, expect, ctx)
+            command::run(run, x_opt(cwd)?.as_deref(), *timeout_ms, expect, ctx)
         }
         Work::Manual { .. } => bail!("a manual step is done by the operator, not executed"),
         Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file } => {
             let source = match (file, command) {
-                (Some(f), _) => watch::WatchSource::File(f.into()),
+                (Some(f), _) => watch::WatchSource::File(x(f)?.into()),
                 (None, Some(c)) => watch::WatchSource::Command(c.clone()),
                 (None, None) => bail!("a watch step needs a file or a command"),
             };
@@ -124,15 +128,16 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
                     measure::MeasureSource::Command { run: run.clone(), patterns: capture.clone() }
                 }
                 (None, Some(url), _) => measure::MeasureSource::Http {
-                    url: url.clone(),
+                    url: x(url)?,
                     requests: *requests,
                     timeout: Duration::from_secs(10),
                 },
                 (None, None, Some(url)) => {
-                    measure::MeasureSource::Redis { url: url.clone(), pattern: pattern.clone() }
+                    measure::MeasureSource::Redis { url: x(url)?, pattern: x_opt(pattern)? }
                 }
                 (None, None, None) => bail!("a measure step needs run, http or redis"),
             };
+            let cwd = x_opt(cwd)?;
             let shell = measure::Shell {
                 runner: ctx.runner,
                 env: ctx.env,
@@ -142,26 +147,28 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             };
             measure::run(&source, &shell, fail_if, ctx)
         }
-        Work::Flush { backup_file, .. } => {
-            let spec = flush_spec(work).unwrap_or_else(|| unreachable!("a flush work"));
-            flush_step::run_flush(&spec, Path::new(backup_file), ctx)
+        Work::Flush { backup_file, patterns, .. } => {
+            let spec = flush_spec(work, ctx.env).unwrap_or_else(|| unreachable!("a flush work"))?;
+            flush_step::run_flush(&spec, patterns, Path::new(backup_file), ctx)
         }
         Work::Restore { redis, backup_file } => {
-            flush_step::run_restore(redis, Path::new(backup_file), ctx)
+            flush_step::run_restore(&x(redis)?, Path::new(backup_file), ctx)
         }
     }
 }
 
-/// The flush spec of a flush work, for running it and for previewing what it would delete.
-pub fn flush_spec(work: &Work) -> Option<flush::FlushSpec> {
-    match work {
-        Work::Flush { redis, patterns, max_keys, backup, batch, .. } => Some(flush::FlushSpec {
-            url: redis.clone(),
-            patterns: patterns.clone(),
+/// The flush spec of a flush work, its secrets filled in from `env`, for running it and for
+/// previewing what it would delete. `None` for other work.
+pub fn flush_spec(work: &Work, env: &[(String, String)]) -> Option<Result<flush::FlushSpec>> {
+    let Work::Flush { redis, patterns, max_keys, backup, batch, .. } = work else { return None };
+    let spec = || -> Result<flush::FlushSpec> {
+        Ok(flush::FlushSpec {
+            url: secret::expand(redis, env)?,
+            patterns: patterns.iter().map(|p| secret::expand(p, env)).collect::<Result<_>>()?,
             max_keys: *max_keys,
             backup: *backup,
             batch: *batch,
-        }),
-        _ => None,
-    }
+        })
+    };
+    Some(spec())
 }

@@ -239,7 +239,7 @@ pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::Step
         .with_context(|| format!("cannot create the step log {}", ctx.log_path.display()))?;
     let mut obs = EngineObserver { ctx, log: std::io::BufWriter::new(file) };
     let started = Instant::now();
-    let outcome = watch(spec, &mut obs)?;
+    let outcome = masked(watch(spec, &mut obs)?, ctx.masker);
     std::io::Write::flush(&mut obs.log).context("cannot write the step log")?;
     let (result, check) = verdict(spec, &outcome);
     Ok(super::StepResult {
@@ -247,7 +247,7 @@ pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::Step
         exit_code: None,
         duration: started.elapsed(),
         check: ctx.masker.mask(&check).into_owned(),
-        output_tail: ctx.masker.mask(&outcome.matched_lines.join("\n")).into_owned(),
+        output_tail: outcome.matched_lines.join("\n"),
         details: serde_json::to_value(&outcome).ok(),
     })
 }
@@ -286,4 +286,16 @@ fn verdict(spec: &WatchSpec, outcome: &WatchOutcome) -> (crate::journal::Outcome
             ),
         ),
     }
+}
+
+/// The outcome as it may be recorded: matched lines and the `until` line masked, since the
+/// journal, `show --json`, the note and the team stream all read it.
+fn masked(mut outcome: WatchOutcome, masker: &crate::secret::Masker) -> WatchOutcome {
+    for line in &mut outcome.matched_lines {
+        *line = masker.mask(line).into_owned();
+    }
+    if let WatchEnd::Until { line } = &mut outcome.end {
+        *line = masker.mask(line).into_owned();
+    }
+    outcome
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use redis::{Connection, RedisError, Value};
 
 use super::error::{Context, FlushError};
-use super::redact;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a single reply may take; a SCAN or UNLINK batch takes milliseconds, so this only
@@ -26,7 +25,7 @@ impl Link {
     /// Connect, authenticate and select the database; with `for_writing`, refuse a replica.
     /// Cluster mode is refused always: SCAN on one node would silently miss the others' keys.
     pub fn open(url: &str, for_writing: bool) -> Result<Link, FlushError> {
-        let server = redact(url);
+        let server = crate::secret::redact(url).into_owned();
         let client = redis::Client::open(url)
             .map_err(|e| FlushError::InvalidUrl { url: server.clone(), detail: e.to_string() })?;
         let password = client.get_connection_info().redis_settings().password().map(str::to_string);

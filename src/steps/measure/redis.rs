@@ -77,53 +77,14 @@ fn info_field(info: &str, name: &str) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// The URL with its password replaced by `***` (`redis://user:***@host`, `...?password=***`).
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(pass) = password(url) {
-        out = out.replace(&format!(":{pass}@"), ":***@");
-    }
-    for key in ["password=", "pass="] {
-        if let Some(at) = out.find(key) {
-            let start = at + key.len();
-            let end = out[start..].find('&').map_or(out.len(), |i| start + i);
-            out.replace_range(start..end, "***");
-        }
-    }
-    out
-}
-
-/// The password in `scheme://user:password@host...`, if any.
-fn password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    userinfo.split_once(':').map(|(_, p)| p).filter(|p| !p.is_empty())
-}
-
 /// An error whose text cannot hold the password, whatever a lower layer put in it.
 fn scrub(err: anyhow::Error, url: &str) -> anyhow::Error {
-    let mut text = format!("{err:#}").replace(url, &redact_url(url));
-    if let Some(pass) = password(url) {
-        text = text.replace(pass, "***");
-    }
-    anyhow::anyhow!(text)
+    anyhow::anyhow!(crate::secret::scrub(&format!("{err:#}"), url))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact_url("redis://u:s3cret@h:6380/0"), "redis://u:***@h:6380/0");
-        assert_eq!(redact_url("redis://:s3cret@h/1"), "redis://:***@h/1");
-        assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
-        assert_eq!(
-            redact_url("unix:///run/r.sock?db=1&pass=s3cret"),
-            "unix:///run/r.sock?db=1&pass=***"
-        );
-    }
 
     #[test]
     fn info_fields_are_read() {
