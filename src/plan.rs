@@ -374,7 +374,12 @@ fn check_secrets(
 }
 
 /// Where a variable's value came from, in words.
-fn source_of(rb: &Runbook, env: Option<&str>, overrides: &[(String, String)], name: &str) -> String {
+fn source_of(
+    rb: &Runbook,
+    env: Option<&str>,
+    overrides: &[(String, String)],
+    name: &str,
+) -> String {
     if overrides.iter().any(|(k, _)| k == name) {
         return format!("from --var {name}=...");
     }
@@ -566,9 +571,7 @@ impl Renderer<'_> {
     /// secret; the step fills references in at the moment of use (`secret::expand`).
     fn value(&self, t: &Template) -> String {
         substitute(&t.text, |n| {
-            self.values.get(n).map(|v| {
-                if v.secret { secret::reference(n) } else { v.text.clone() }
-            })
+            self.values.get(n).map(|v| if v.secret { secret::reference(n) } else { v.text.clone() })
         })
     }
 

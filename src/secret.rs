@@ -83,11 +83,8 @@ pub fn expand(text: &str, env: &[(String, String)]) -> Result<String> {
 }
 
 fn known_secrets(env: &[(String, String)]) -> String {
-    let names: Vec<&str> = env
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| k.starts_with("RUNBOOK_SECRET_"))
-        .collect();
+    let names: Vec<&str> =
+        env.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("RUNBOOK_SECRET_")).collect();
     if names.is_empty() { "it has none".to_string() } else { names.join(", ") }
 }
 
@@ -274,7 +271,10 @@ fn url_tokens(text: &str) -> Vec<Range<usize>> {
         while start < sep && !bytes[start].is_ascii_alphabetic() {
             start += 1;
         }
-        let end = bytes[sep + 3..].iter().position(|&b| ends_token(b)).map_or(bytes.len(), |p| p + sep + 3);
+        let end = bytes[sep + 3..]
+            .iter()
+            .position(|&b| ends_token(b))
+            .map_or(bytes.len(), |p| p + sep + 3);
         if start < sep {
             out.push(start..end);
         }
@@ -349,8 +349,7 @@ fn query_passwords(rest: &str, from: usize) -> Vec<Range<usize>> {
     for param in rest[pos..].split('&') {
         if let Some((key, value)) = param.split_once('=') {
             let start = pos + key.len() + 1;
-            if PASSWORD_PARAMS.contains(&key.to_ascii_lowercase().as_str()) && is_password(value)
-            {
+            if PASSWORD_PARAMS.contains(&key.to_ascii_lowercase().as_str()) && is_password(value) {
                 out.push(start..start + value.len());
             }
         }
@@ -461,9 +460,15 @@ mod tests {
             expand("redis://:${RUNBOOK_SECRET_PW}@h/0", &env).unwrap(),
             "redis://:p/ss$1@h/0"
         );
-        assert_eq!(expand("a ${HOME} ${RUNBOOK_SECRET_} $", &env).unwrap(), "a ${HOME} ${RUNBOOK_SECRET_} $");
+        assert_eq!(
+            expand("a ${HOME} ${RUNBOOK_SECRET_} $", &env).unwrap(),
+            "a ${HOME} ${RUNBOOK_SECRET_} $"
+        );
         let err = expand("x${RUNBOOK_SECRET_OTHER}", &env).unwrap_err().to_string();
-        assert!(err.contains("${RUNBOOK_SECRET_OTHER}") && err.contains("RUNBOOK_SECRET_PW"), "{err}");
+        assert!(
+            err.contains("${RUNBOOK_SECRET_OTHER}") && err.contains("RUNBOOK_SECRET_PW"),
+            "{err}"
+        );
         assert!(!err.contains("p/ss"), "{err}");
     }
 

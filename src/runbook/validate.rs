@@ -224,11 +224,7 @@ fn check_secret_literals(rb: &Runbook, d: &mut Vec<Diagnostic>) {
             d.push(
                 Diagnostic::new(
                     v.span.clone(),
-                    format!(
-                        "secret `{}` is {} characters long",
-                        v.name,
-                        text.chars().count()
-                    ),
+                    format!("secret `{}` is {} characters long", v.name, text.chars().count()),
                 )
                 .expected(format!("a secret of at least {} characters", crate::secret::MIN_SECRET))
                 .hint(crate::secret::SHORT_REASON),

@@ -14,7 +14,6 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-
 /// What an `http` source measures, besides `status_<code>`: the count of responses with each
 /// status seen. `fail_if` may name any of them.
 pub const HTTP_METRICS: &[&str] = &[
