@@ -254,7 +254,7 @@ fn every_request_failed(source: &MeasureSource, metrics: &[Metric]) -> Option<St
     }
     let requests = value("requests");
     let transport = value("transport_errors");
-    let url = crate::secret::redact_url(url);
+    let url = crate::secret::redact(url);
     Some(format!(
         "every one of the {} requests to {url} failed ({} refused, reset or timed out; {} answered with an error status): there is no latency to measure",
         format_value(requests),
