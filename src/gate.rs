@@ -2,7 +2,6 @@
 //! hash and environment in `rehearsals.jsonl` in the state directory; an environment with
 //! `require_rehearsal` refuses to run a revision that has not passed one recently enough.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -33,10 +32,7 @@ pub fn record(state_dir: &Path, rehearsal: &Rehearsal) -> Result<()> {
     let path = index_path(state_dir);
     let mut line = serde_json::to_vec(rehearsal)?;
     line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
+    let mut file = crate::private::open(&path, crate::private::options().create(true).append(true))
         .with_context(|| format!("cannot open {}", path.display()))?;
     file.write_all(&line)
         .and_then(|()| file.sync_data())

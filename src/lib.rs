@@ -10,6 +10,7 @@ pub mod engine;
 pub mod gate;
 pub mod journal;
 pub mod plan;
+pub mod private;
 pub mod process;
 pub mod report;
 pub mod runbook;

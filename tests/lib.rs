@@ -9,6 +9,7 @@ mod measure;
 mod rehearse;
 mod run;
 mod ssh;
+mod state_dir;
 mod support;
 mod team;
 mod watch;

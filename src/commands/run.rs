@@ -326,7 +326,7 @@ fn write_note(ui: &Ui, plan: &Plan) {
     let path = plan.run_dir.join("report.md");
     let written = crate::journal::reader::read(&plan.run_dir).and_then(|state| {
         let note = crate::report::Note::from_run(&state);
-        std::fs::write(&path, crate::report::markdown(&note))?;
+        crate::private::write(&path, crate::report::markdown(&note).as_bytes())?;
         Ok(note.summary())
     });
     match written {

@@ -2,7 +2,7 @@
 //! directory. The kernel drops the lock when its holder dies, so a lock left by a crashed run is
 //! stale by construction; the file keeps who held it, for the refusal message.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -44,15 +44,13 @@ pub fn lock_path(state_dir: &Path, name: &str, env: Option<&str>) -> PathBuf {
 /// Take the lock for this runbook and environment, or refuse naming who holds it.
 pub fn acquire(path: &Path, holder: &Holder) -> Result<RunLock> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::private::create_dir_all(dir)?;
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    let mut file = crate::private::open(
+        path,
+        crate::private::options().read(true).write(true).create(true).truncate(false),
+    )
+    .with_context(|| format!("cannot open the lock {}", path.display()))?;
     let previous = read_holder(&mut file);
     // SAFETY: flock on a file descriptor we own.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;

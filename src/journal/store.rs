@@ -11,6 +11,12 @@ use super::reader::{self, RunState};
 /// The state directory: `--state-dir`, else `RUNBOOK_STATE_DIR`, else
 /// `$XDG_STATE_HOME/runbook`, else `~/.local/state/runbook`.
 pub fn state_dir(flag: Option<&Path>) -> PathBuf {
+    let dir = choose_state_dir(flag);
+    crate::private::set_root(&dir);
+    dir
+}
+
+fn choose_state_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(dir) = flag {
         return dir.to_path_buf();
     }
@@ -45,7 +51,7 @@ impl Store {
     /// the same second still list newest first: `20261123T054700.123Z-upload-limits-3f9a`.
     pub fn create_run(&self, name: &str) -> Result<(String, PathBuf)> {
         let runs = self.runs_dir();
-        std::fs::create_dir_all(&runs).with_context(|| {
+        crate::private::create_dir_all(&runs).with_context(|| {
             format!(
                 "cannot create the state directory {} (set --state-dir or RUNBOOK_STATE_DIR)",
                 runs.display()
@@ -61,9 +67,9 @@ impl Store {
         for attempt in 0..100u32 {
             let id = format!("{stamp}-{slug}-{:04x}", suffix(attempt));
             let dir = runs.join(&id);
-            match std::fs::create_dir(&dir) {
+            match crate::private::create_new_dir(&dir) {
                 Ok(()) => {
-                    std::fs::create_dir(dir.join("logs"))?;
+                    crate::private::create_dir_all(&dir.join("logs"))?;
                     return Ok((id, dir));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -114,9 +120,11 @@ impl Store {
 /// Fail before any step runs when the state directory cannot take a journal.
 fn check_writable(dir: &Path) -> Result<()> {
     let probe = dir.join(format!(".probe-{}", std::process::id()));
-    std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)).with_context(|| {
-        format!("the state directory {} is not writable; nothing was run", dir.display())
-    })
+    crate::private::write(&probe, b"ok")
+        .and_then(|()| Ok(std::fs::remove_file(&probe)?))
+        .with_context(|| {
+            format!("the state directory {} is not writable; nothing was run", dir.display())
+        })
 }
 
 fn suffix(attempt: u32) -> u32 {

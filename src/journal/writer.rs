@@ -1,7 +1,7 @@
 //! Appends events to a run's journal. Each event is one `write` of one line, then `fdatasync`, so
 //! when a step begins its start is on disk, and a crash can only tear the last line.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,12 +22,11 @@ pub struct Writer {
 impl Writer {
     /// Open (or create) a journal for appending; `seq` continues from the events already there.
     pub fn open(path: &Path, seq: u64) -> Result<Writer> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the journal {}", path.display()))?;
+        let mut file = crate::private::open(
+            path,
+            crate::private::options().create(true).read(true).append(true),
+        )
+        .with_context(|| format!("cannot open the journal {}", path.display()))?;
         end_torn_line(&mut file)
             .with_context(|| format!("cannot repair the journal {}", path.display()))?;
         Ok(Writer { file, mirror: None, path: path.to_path_buf(), seq })

@@ -95,7 +95,7 @@ fn finish(
     details: Option<serde_json::Value>,
 ) -> Result<StepResult> {
     let check = ctx.masker.mask(&check).into_owned();
-    std::fs::write(ctx.log_path, format!("{check}\n"))?;
+    crate::private::write(ctx.log_path, format!("{check}\n").as_bytes())?;
     Ok(StepResult::without_exit(outcome, check, started.elapsed(), details))
 }
 

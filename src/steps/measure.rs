@@ -204,7 +204,7 @@ pub fn run(
     for j in &judged {
         text.push_str(&format!("{}\n", j.text));
     }
-    std::fs::write(ctx.log_path, &text)
+    crate::private::write(ctx.log_path, text.as_bytes())
         .with_context(|| format!("cannot write the step log {}", ctx.log_path.display()))?;
     for line in text.lines() {
         ctx.ui.say(&format!("  {line}"));

@@ -41,7 +41,7 @@ impl<'a> OutputSink<'a> {
         echo: bool,
         matcher: Option<&'a OutputMatch>,
     ) -> Result<OutputSink<'a>> {
-        let file = File::create(log_path)
+        let file = crate::private::create(log_path)
             .with_context(|| format!("cannot create the step log {}", log_path.display()))?;
         Ok(OutputSink {
             log: file,

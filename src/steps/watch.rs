@@ -235,7 +235,7 @@ impl WatchObserver for EngineObserver<'_, '_> {
 
 /// Run a watch step for the engine.
 pub fn run(spec: &WatchSpec, ctx: &super::StepContext<'_>) -> Result<super::StepResult> {
-    let file = std::fs::File::create(ctx.log_path)
+    let file = crate::private::create(ctx.log_path)
         .with_context(|| format!("cannot create the step log {}", ctx.log_path.display()))?;
     let mut obs = EngineObserver { ctx, log: std::io::BufWriter::new(file) };
     let started = Instant::now();

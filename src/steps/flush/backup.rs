@@ -13,7 +13,7 @@
 //! The SHA-256 covers the segment from the magic through `record_count`. A segment without a
 //! trailer is truncated (the flush died mid-way): its whole records are intact and restorable.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -66,14 +66,13 @@ impl BackupWriter {
     /// Open `path` for a new segment: create it, or append to it when it holds complete segments.
     pub fn open(path: &Path) -> Result<BackupWriter, OpenError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(OpenError::Io)?;
+            crate::private::create_dir_all(parent).map_err(private_error)?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(OpenError::Io)?;
+        let mut file = crate::private::open(
+            path,
+            crate::private::options().create(true).read(true).append(true),
+        )
+        .map_err(private_error)?;
         let len = file.metadata().map_err(OpenError::Io)?.len();
         if len > 0 {
             let scan = scan_file(&mut file, len).map_err(OpenError::Io)?;
@@ -157,6 +156,11 @@ fn sync_parent_dir(path: &Path) {
     {
         let _ = dir.sync_all();
     }
+}
+
+/// A refusal of the private state directory (a link planted at the backup), kept whole.
+fn private_error(e: anyhow::Error) -> OpenError {
+    OpenError::Io(io::Error::other(format!("{e:#}")))
 }
 
 pub enum OpenError {
