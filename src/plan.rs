@@ -483,7 +483,10 @@ impl<'a> Resolver<'a> {
             format!("variable `{name}`{user} is not defined in this environment; define it in [vars] or in this environment's [env.NAME.vars] (nothing was run)")
         })?;
         if secret && self.dry {
-            return Ok(Value { text: MASK.to_string(), secret: false });
+            // Recorded like any value, so the check that every used name is defined finds it.
+            let masked = Value { text: MASK.to_string(), secret: false };
+            self.done.insert(name.to_string(), masked.clone());
+            return Ok(masked);
         }
         let text = match source {
             VarSource::Value(t) => {
