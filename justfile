@@ -4,6 +4,10 @@
 build:
     cargo build --release
 
+# Put `runbook` on your PATH (~/.cargo/bin)
+install:
+    cargo install --path . --locked
+
 # Run the whole test suite (installs redis-server and chromium when missing)
 test *ARGS:
     scripts/test.sh {{ARGS}}

@@ -2,12 +2,17 @@
 //! or, for the step kinds, the library.
 
 mod check;
+mod cli;
 mod crash;
 mod fail_if;
 mod fuzz;
+mod history;
+mod json;
+mod list;
 mod measure;
 mod rehearse;
 mod run;
+mod schema;
 mod ssh;
 mod state_dir;
 mod support;

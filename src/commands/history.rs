@@ -1,32 +1,35 @@
-//! `history`, `show` and `logs`: what happened, read from the journals alone.
+//! `history`, `show` and `logs`: what happened, read from the journals (`history` through the
+//! index kept beside them, which it brings up to date first).
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::cli::HistoryArgs;
 use crate::engine::code;
+use crate::journal::index::{self, Summary};
 use crate::journal::{Event, RunState, Store, reader, shared};
 use crate::plan::find_step;
+use crate::runbook::duration;
 use crate::ui::Ui;
 
-pub fn history(store: &Store, team: Option<&str>, json: bool, limit: usize) -> Result<i32> {
-    let mut runs = Vec::new();
-    let mut unreadable = Vec::new();
-    for id in store.run_ids()?.into_iter().take(limit) {
-        match crate::journal::reader::read(&store.runs_dir().join(&id)) {
-            Ok(state) => runs.push(state),
-            Err(e) => unreadable.push(format!("{id}: {e:#}")),
-        }
-    }
-    if let Some(url) = team {
+pub fn history(store: &Store, args: &HistoryArgs) -> Result<i32> {
+    let filter = Filter::new(args)?;
+    let (mut runs, unreadable) = index::summaries(&store.runs_dir())?;
+    if let Some(url) = &args.store {
         add_team_runs(&mut runs, url);
         runs.sort_by(|a, b| b.id.cmp(&a.id));
-        runs.truncate(limit);
     }
-    if json {
+    let runs: Vec<Summary> =
+        runs.into_iter().filter(|r| filter.keeps(r)).take(args.limit).collect();
+    if args.json {
         let list: Vec<_> = runs.iter().map(summary_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else if runs.is_empty() {
-        println!("no runs yet in {}", store.runs_dir().display());
+        match filter.any {
+            true => println!("no runs match in {}", store.runs_dir().display()),
+            false => println!("no runs yet in {}", store.runs_dir().display()),
+        }
     } else {
         print_table(&runs);
     }
@@ -36,9 +39,48 @@ pub fn history(store: &Store, team: Option<&str>, json: bool, limit: usize) -> R
     Ok(code::OK)
 }
 
+/// `--runbook`, `--env`, `--status`, `--since`: every one given must match.
+struct Filter<'a> {
+    runbook: Option<&'a str>,
+    env: Option<&'a str>,
+    status: Option<&'a str>,
+    since: Option<DateTime<Utc>>,
+    any: bool,
+}
+
+impl<'a> Filter<'a> {
+    fn new(args: &'a HistoryArgs) -> Result<Filter<'a>> {
+        let since = match &args.since {
+            Some(text) => {
+                let d = duration::parse(text).with_context(|| {
+                    format!("--since {text:?} is not a duration (expected e.g. 90m, 24h, 7d)")
+                })?;
+                let d = chrono::Duration::from_std(d).context("--since is too long")?;
+                Some(Utc::now().checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC))
+            }
+            None => None,
+        };
+        let any = args.runbook.is_some() || args.env.is_some() || args.status.is_some();
+        Ok(Filter {
+            runbook: args.runbook.as_deref(),
+            env: args.env.as_deref(),
+            status: args.status.as_deref(),
+            since,
+            any: any || since.is_some(),
+        })
+    }
+
+    fn keeps(&self, run: &Summary) -> bool {
+        self.runbook.is_none_or(|n| run.name == n)
+            && self.env.is_none_or(|e| run.env.as_deref() == Some(e))
+            && self.since.is_none_or(|t| run.started_at >= t)
+            && self.status.is_none_or(|s| run.status_word() == s)
+    }
+}
+
 /// Runs recorded in the team's streams that this machine does not have. An unreachable store
 /// is a warning: the local history is still true.
-fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
+fn add_team_runs(runs: &mut Vec<Summary>, url: &str) {
     let found = shared::stream_names(url).and_then(|names| {
         let mut out = Vec::new();
         for stream in names {
@@ -54,7 +96,7 @@ fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
                 }
                 let place = std::path::PathBuf::from(format!("(team store) {id}"));
                 if let Ok(state) = reader::from_lines(&place, &lines) {
-                    runs.push(state);
+                    runs.push(Summary::of(&state));
                 }
             }
         }
@@ -65,53 +107,51 @@ fn add_team_runs(runs: &mut Vec<RunState>, url: &str) {
     }
 }
 
-fn counts(run: &RunState) -> (usize, usize) {
-    let done = run.steps.values().filter(|s| s.ran_ok).count();
-    (done, run.steps.len())
-}
-
-fn summary_json(run: &RunState) -> serde_json::Value {
-    let (done, total) = counts(run);
+fn summary_json(run: &Summary) -> serde_json::Value {
     json!({
         "id": run.id,
-        "runbook": run.started.name,
-        "path": run.started.runbook,
-        "hash": run.started.hash,
-        "command": run.started.command,
-        "env": run.started.env,
-        "operator": run.started.operator,
-        "host": run.started.host,
-        "reason": run.started.reason,
+        "runbook": run.name,
+        "path": run.path,
+        "hash": run.hash,
+        "command": run.command,
+        "env": run.env,
+        "operator": run.operator,
+        "host": run.host,
+        "reason": run.reason,
         "started_at": run.started_at,
         "last_event_at": run.last_at,
-        "status": run.finished.map(|(s, _)| serde_json::to_value(s).unwrap_or_default()),
+        "status": run.finished.map(|(s, _)| index::status_name(s)),
         "status_label": run.status_label(),
         "exit_code": run.finished.map(|(_, c)| c),
-        "steps_succeeded": done,
-        "steps_total": total,
+        "steps_succeeded": run.steps_ok,
+        "steps_total": run.steps_total,
     })
 }
 
 /// The runs as a table whose columns fit their contents.
-fn print_table(runs: &[RunState]) {
+fn print_table(runs: &[Summary]) {
     let header = ["RUN", "STATUS", "RUNBOOK", "ENV", "STEPS OK", "STARTED (UTC)", "OPERATOR"];
     let rows: Vec<[String; 7]> = runs
         .iter()
         .map(|run| {
-            let (done, total) = counts(run);
             [
                 run.id.clone(),
                 run.status_word(),
-                run.started.name.clone(),
-                run.started.env.clone().unwrap_or_else(|| "-".into()),
-                format!("{done}/{total}"),
+                run.name.clone(),
+                run.env.clone().unwrap_or_else(|| "-".into()),
+                format!("{}/{}", run.steps_ok, run.steps_total),
                 run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                run.started.operator.clone(),
+                run.operator.clone(),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    print_columns(&header, &rows);
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+pub(crate) fn print_columns<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -122,7 +162,7 @@ fn print_table(runs: &[RunState]) {
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
 }
@@ -131,7 +171,7 @@ pub fn show(store: &Store, wanted: &str, json: bool) -> Result<i32> {
     let run = store.find(wanted)?;
     if json {
         let steps: Vec<_> = run.steps.values().collect();
-        let mut out = summary_json(&run);
+        let mut out = summary_json(&Summary::of(&run));
         out["steps"] = serde_json::to_value(&steps)?;
         out["vars"] = serde_json::to_value(&run.started.vars)?;
         out["events"] = serde_json::to_value(&run.records)?;

@@ -1,7 +1,9 @@
 //! One module per command; each reads its arguments and returns the exit code.
 
 mod check;
+mod docs;
 mod history;
+mod list;
 mod plan;
 mod report;
 mod resume;
@@ -27,18 +29,20 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     }
     let store = Store::new(state_dir(cli.state_dir.as_deref()));
     match cli.command {
-        Command::Check { files } => Ok(check::run(&files)),
-        Command::Plan { file, target } => plan::run(&file, &target),
+        Command::Check { files, json } => check::run(&files, json),
+        Command::Plan { file, target, json } => plan::run(&file, &target, json),
         Command::Run(args) => run::run(&args, &store),
         Command::Rehearse(args) => run::rehearse(&args, &store),
         Command::Resume { run, yes } => resume::run(&store, &run, yes),
-        Command::History { json, limit, store: team } => {
-            history::history(&store, team.as_deref(), json, limit)
-        }
+        Command::History(args) => history::history(&store, &args),
         Command::Show { run, json } => history::show(&store, &run, json),
         Command::Logs { run, step, json } => history::logs(&store, &run, step.as_deref(), json),
         Command::Rollback { run, yes } => rollback::run(&store, &run, yes),
         Command::Report { run, format, out } => report::run(&store, &run, &format, out.as_deref()),
+        Command::List { dir, json } => list::run(&store, &dir, json),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+        Command::Schema => docs::schema(),
     }
 }
 
@@ -48,10 +52,14 @@ fn prints_only(command: &Command) -> bool {
         command,
         Command::Check { .. }
             | Command::Plan { .. }
-            | Command::History { .. }
+            | Command::History(_)
             | Command::Show { .. }
             | Command::Logs { .. }
             | Command::Report { .. }
+            | Command::List { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Schema
     )
 }
 

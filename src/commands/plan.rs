@@ -1,16 +1,17 @@
 //! `runbook plan FILE`: the steps as they would run, with the rollbacks a failure at each step
-//! would trigger. Runs nothing and reads no secret.
+//! would trigger. Runs nothing and reads no secret. `--json` prints the same as one object.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use serde_json::{Value, json};
 
 use crate::cli::Target;
 use crate::plan::{Context, Plan, PlannedStep};
-use crate::runbook::load;
+use crate::runbook::{Gate, load};
 use crate::ui::Ui;
 
-pub fn run(file: &Path, target: &Target) -> Result<i32> {
+pub fn run(file: &Path, target: &Target, as_json: bool) -> Result<i32> {
     let rb = load(file)?;
     let operator = std::env::var("RUNBOOK_OPERATOR").unwrap_or_else(|_| crate::operator());
     let plan = Plan::build(
@@ -25,10 +26,14 @@ pub fn run(file: &Path, target: &Target) -> Result<i32> {
             dry: true,
         },
     )?;
+    let gate =
+        plan.env.as_deref().and_then(|e| rb.envs.get(e)).and_then(|e| e.require_rehearsal.as_ref());
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&plan_json(&plan, &rb.description, gate))?);
+        return Ok(crate::engine::code::OK);
+    }
     print_plan(&plan, &rb.description);
-    if let Some(gate) =
-        plan.env.as_deref().and_then(|e| rb.envs.get(e)).and_then(|e| e.require_rehearsal.as_ref())
-    {
+    if let Some(gate) = gate {
         println!(
             "\ngate: a run in {} needs this revision to have passed a rehearsal in {} within {}",
             plan.env.as_deref().unwrap_or_default(),
@@ -37,6 +42,57 @@ pub fn run(file: &Path, target: &Target) -> Result<i32> {
         );
     }
     Ok(crate::engine::code::OK)
+}
+
+/// The plan as JSON: what the text shows, every command masked as on the terminal.
+fn plan_json(plan: &Plan, description: &str, gate: Option<&Gate>) -> Value {
+    let steps: Vec<Value> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| step_json(plan, step, &plan.steps[..=i]))
+        .collect();
+    let vars: serde_json::Map<String, Value> =
+        plan.vars.iter().map(|(k, v)| (k.clone(), Value::from(shown(plan, v)))).collect();
+    json!({
+        "name": plan.name,
+        "path": plan.path,
+        "hash": plan.hash,
+        "description": description,
+        "env": plan.env,
+        "vars": vars,
+        "gate": gate.map(|g| json!({
+            "env": g.env,
+            "within": crate::runbook::duration::human(g.within),
+        })),
+        "steps": steps,
+    })
+}
+
+fn step_json(plan: &Plan, step: &PlannedStep, upto: &[PlannedStep]) -> Value {
+    let expect = step.expect_text();
+    json!({
+        "number": step.number,
+        "id": step.id,
+        "title": step.title,
+        "kind": step.kind.name(),
+        "owner": step.owner,
+        "command": shown(plan, &step.work.summary()),
+        "keys": crate::steps::flush_spec(&step.work)
+            .map(|spec| shown(plan, &crate::steps::flush_step::describe_preview(&spec))),
+        "expect": (!expect.is_empty()).then_some(expect),
+        "retries": step.retries,
+        "rollback": step.rollback.as_ref().map(|w| shown(plan, &w.summary())),
+        "irreversible": step.irreversible,
+        "verify_rollback": step.verify_rollback.as_ref().map(|w| shown(plan, &w.summary())),
+        "skipped_in_env": step.excluded,
+        "on_failure": rollback_sequence(upto),
+    })
+}
+
+/// Text as the terminal shows it: secrets masked, URL passwords hidden.
+fn shown(plan: &Plan, text: &str) -> String {
+    crate::secret::redact_urls_in(&plan.masker.mask(text)).into_owned()
 }
 
 fn print_plan(plan: &Plan, description: &str) {

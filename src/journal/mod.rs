@@ -2,6 +2,7 @@
 //! a run's state, and stored one folder per run in the state directory.
 
 pub mod event;
+pub mod index;
 pub mod lock;
 pub mod reader;
 pub mod shared;

@@ -56,6 +56,9 @@ impl Writer {
         if let Some(mirror) = &mut self.mirror {
             mirror.push(&line[..line.len() - 1]);
         }
+        if matches!(record.event, Event::RunFinished { .. } | Event::Resumed { .. }) {
+            super::index::mark_changed(&self.path);
+        }
         fault::after_event();
         Ok(())
     }

@@ -9,6 +9,7 @@ mod kinds;
 mod measure_check;
 pub mod model;
 pub mod parse;
+pub mod schema;
 pub mod template;
 pub mod validate;
 

@@ -13,10 +13,10 @@ use super::fields::{Fields, Value, type_error};
 use super::model::*;
 use super::validate;
 
-const TOP_KEYS: &[&str] = &["runbook", "vars", "env", "step", "lock", "store"];
-const RUNBOOK_KEYS: &[&str] = &["name", "description", "owner"];
-const ENV_KEYS: &[&str] = &["vars", "require_rehearsal"];
-const COMMON_STEP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &["runbook", "vars", "env", "step", "lock", "store"];
+pub(crate) const RUNBOOK_KEYS: &[&str] = &["name", "description", "owner"];
+pub(crate) const ENV_KEYS: &[&str] = &["vars", "require_rehearsal"];
+pub(crate) const COMMON_STEP_KEYS: &[&str] = &[
     "title",
     "kind",
     "id",
@@ -30,7 +30,7 @@ const COMMON_STEP_KEYS: &[&str] = &[
     "only_env",
     "verify_rollback",
 ];
-const EXPECT_KEYS: &[&str] = &["exit", "stdout", "note"];
+pub(crate) const EXPECT_KEYS: &[&str] = &["exit", "stdout", "note"];
 
 /// Why a runbook could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,7 @@ fn read_vars(table: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<VarDef>
     vars
 }
 
-const VAR_KEYS: &[&str] = &["value", "from_env", "from_file", "prompt", "secret"];
+pub(crate) const VAR_KEYS: &[&str] = &["value", "from_env", "from_file", "prompt", "secret"];
 
 fn read_var(name: &str, _key: Span, value: &Value<'_>, d: &mut Vec<Diagnostic>) -> Option<VarDef> {
     let context = format!("variable `{name}`");
@@ -384,12 +384,24 @@ fn read_action(
     f: &mut Fields<'_, '_>,
     d: &mut Vec<Diagnostic>,
 ) -> (Option<Action>, &'static [&'static str]) {
+    let action = match kind {
+        Kind::Backup | Kind::Apply | Kind::Check => read_shell(f, d),
+        Kind::Manual => read_manual(f, d),
+        Kind::Flush => super::kinds::read_flush(f, d),
+        Kind::Watch => super::kinds::read_watch(f, d),
+        Kind::Measure => super::kinds::read_measure(f, d),
+    };
+    (action, kind_keys(kind))
+}
+
+/// The keys a kind accepts beside the common ones (the JSON Schema reads them too).
+pub(crate) fn kind_keys(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Backup | Kind::Apply | Kind::Check => (read_shell(f, d), &["run"]),
-        Kind::Manual => (read_manual(f, d), &["instructions"]),
-        Kind::Flush => (super::kinds::read_flush(f, d), super::kinds::FLUSH_KEYS),
-        Kind::Watch => (super::kinds::read_watch(f, d), super::kinds::WATCH_KEYS),
-        Kind::Measure => (super::kinds::read_measure(f, d), super::kinds::MEASURE_KEYS),
+        Kind::Backup | Kind::Apply | Kind::Check => &["run"],
+        Kind::Manual => &["instructions"],
+        Kind::Flush => super::kinds::FLUSH_KEYS,
+        Kind::Watch => super::kinds::WATCH_KEYS,
+        Kind::Measure => super::kinds::MEASURE_KEYS,
     }
 }
 
