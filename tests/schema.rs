@@ -91,11 +91,13 @@ for = "2m"
 fail_on = ["ERROR"]
 max = 0
 until = "done"
+wait_for_file = true
 [[step]]
 title = "h"
 kind = "measure"
 http = "http://127.0.0.1/"
 requests = 3
+fail_if = ["error_rate > 0.01"]
 "#;
     assert_eq!(problems(&schema(), text), Vec::<String>::new());
     let t = Runbook::new();

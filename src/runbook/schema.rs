@@ -250,6 +250,12 @@ fn kind_key(key: &str) -> Value {
         "fail_on" => strings("Regexes that fail the step"),
         "max" => count("Matches allowed before failing"),
         "until" => text("A regex that ends the watch early, successfully"),
+        "wait_for_file" => {
+            json!({ "type": "boolean", "description": "Wait (within `for`) for a file that does not exist yet instead of failing" })
+        }
+        "fail_if" => strings(
+            "Conditions that fail the step, e.g. \"error_rate > 0.01\", \"latency_p95_ms > before * 1.2\"",
+        ),
         "capture" => strings("Regexes with named groups; each group becomes a metric"),
         "http" => text("A URL to GET `requests` times"),
         "requests" => json!({ "type": "integer", "minimum": 1, "description": "How many GETs" }),
