@@ -42,10 +42,13 @@ fn plan_json_has_every_step_with_its_command_rollback_and_failure_path() {
     t.file(
         "rb.toml",
         "[runbook]\nname = \"p\"\n[vars]\ntoken = { from_env = \"RB_TEST_TOKEN\", secret = true }\n\
+         url = { from_env = \"RB_TEST_URL\" }\n\
          [[step]]\nid = \"first\"\ntitle = \"a\"\nkind = \"apply\"\nrun = \"echo \\\"{{token}}\\\"\"\nrollback = \"echo undo\"\n\
-         [[step]]\ntitle = \"b\"\nkind = \"check\"\nrun = \"curl -s https://user:pw-in-url@example.com/\"\n",
+         [[step]]\ntitle = \"b\"\nkind = \"check\"\nrun = \"curl -s {{url}}\"\n",
     );
-    let t = t.env("RB_TEST_TOKEN", "hunter2-secret");
+    let t = t
+        .env("RB_TEST_TOKEN", "hunter2-secret")
+        .env("RB_TEST_URL", "https://user:pw-in-url@example.com/");
     let out = t.run(&["plan", "rb.toml", "--json"]).success();
     assert!(!out.stdout.contains("hunter2-secret"), "{out:?}");
     assert!(!out.stdout.contains("pw-in-url"), "{out:?}");

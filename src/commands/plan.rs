@@ -78,8 +78,8 @@ fn step_json(plan: &Plan, step: &PlannedStep, upto: &[PlannedStep]) -> Value {
         "kind": step.kind.name(),
         "owner": step.owner,
         "command": shown(plan, &step.work.summary()),
-        "keys": crate::steps::flush_spec(&step.work)
-            .map(|spec| shown(plan, &crate::steps::flush_step::describe_preview(&spec))),
+        "keys": crate::steps::flush_step::preview_line(&step.work, &plan.step_env)
+            .map(|preview| shown(plan, &preview)),
         "expect": (!expect.is_empty()).then_some(expect),
         "retries": step.retries,
         "rollback": step.rollback.as_ref().map(|w| shown(plan, &w.summary())),
@@ -92,7 +92,7 @@ fn step_json(plan: &Plan, step: &PlannedStep, upto: &[PlannedStep]) -> Value {
 
 /// Text as the terminal shows it: secrets masked, URL passwords hidden.
 fn shown(plan: &Plan, text: &str) -> String {
-    crate::secret::redact_urls_in(&plan.masker.mask(text)).into_owned()
+    crate::secret::redact(&plan.masker.mask(text)).into_owned()
 }
 
 fn print_plan(plan: &Plan, description: &str) {
