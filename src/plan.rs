@@ -37,6 +37,10 @@ pub enum Work {
     Restore {
         redis: String,
         backup_file: String,
+        /// The flush's patterns: keys matching them that are not in the backup were written
+        /// after the flush and are deleted. Absent in journals of older versions.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        patterns: Vec<String>,
     },
     Watch {
         file: Option<String>,
@@ -80,8 +84,8 @@ impl Work {
             Work::Flush { redis, patterns, max_keys, backup, batch, backup_file } => {
                 Work::Flush { redis: url(&redis), patterns, max_keys, backup, batch, backup_file }
             }
-            Work::Restore { redis, backup_file } => {
-                Work::Restore { redis: url(&redis), backup_file }
+            Work::Restore { redis, backup_file, patterns } => {
+                Work::Restore { redis: url(&redis), backup_file, patterns }
             }
             Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file } => {
                 let command = command.as_deref().map(m);
@@ -122,9 +126,15 @@ impl Work {
                 redact(redis),
                 if *backup { ", backed up first" } else { ", NO backup" }
             ),
-            Work::Restore { redis, backup_file } => {
-                format!("restore keys from {backup_file} to {}", redact(redis))
-            }
+            Work::Restore { redis, backup_file, patterns } => format!(
+                "restore keys from {backup_file} to {}{}",
+                redact(redis),
+                if patterns.is_empty() {
+                    String::new()
+                } else {
+                    format!(", deleting keys matching {} written since", patterns.join(", "))
+                }
+            ),
             Work::Watch { file, command, for_ms, fail_on, wait_for_file, .. } => format!(
                 "watch {}{} for {} failing on {}",
                 file.as_deref().or(command.as_deref()).unwrap_or("?"),
@@ -594,6 +604,7 @@ impl Renderer<'_> {
             (Action::Flush(f), None) if f.backup => Some(Work::Restore {
                 redis: self.value(&f.redis),
                 backup_file: self.backup_file(s.number),
+                patterns: f.patterns.iter().map(|p| self.value(p)).collect(),
             }),
             _ => None,
         };

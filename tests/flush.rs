@@ -146,20 +146,37 @@ fn restore_brings_back_values_types_and_ttls() {
         flush::flush(&spec(&server, &["page:upload:*"]), &backup_path(&dir), &mut no_progress)
             .unwrap();
     assert_eq!(report.deleted, 2503);
-    // The application re-caches one key meanwhile, and the short-lived key's TTL runs out.
+    // The application re-caches two keys meanwhile from the changed state, writes a new one,
+    // and the short-lived key's TTL runs out.
     let _: () = con.set("page:upload:3", "fresh").unwrap();
+    let _: () = con.set("page:upload:new", "rendered by the change").unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    let _: () = con.set("page:upload:short", "rendered by the change").unwrap();
 
     let mut seen = Vec::new();
+    let patterns = ["page:upload:*".to_string()];
     let restored =
-        flush::restore(&server.url(0), &backup_path(&dir), &mut |n| seen.push(n)).unwrap();
+        flush::restore(&server.url(0), &backup_path(&dir), &patterns, &mut |n| seen.push(n))
+            .unwrap();
 
-    assert_eq!(restored, RestoreReport { restored: 2501, already_present: 1, expired: 1 });
-    assert_eq!(seen.last(), Some(&2501));
+    let expected = RestoreReport {
+        restored: 2502,
+        replaced: 1,
+        already_present: 0,
+        expired: 1,
+        deleted_new: 2,
+        swept: true,
+    };
+    assert_eq!(restored, expected);
+    assert_eq!(seen.last(), Some(&2502));
     let v: String = con.get("page:upload:1234").unwrap();
     assert_eq!(v, "value-1234");
     let v: String = con.get("page:upload:3").unwrap();
-    assert_eq!(v, "fresh", "a key that exists again is left alone");
+    assert_eq!(v, "value-3", "the backup replaces what the change wrote");
+    let new: bool = con.exists("page:upload:new").unwrap();
+    assert!(!new, "a key written after the flush is deleted");
+    let v: String = con.get("keep").unwrap();
+    assert_eq!(v, "me", "keys not matching the pattern are left alone");
     let h: String = con.hget("page:upload:hash", "field").unwrap();
     assert_eq!(h, "hv");
     let l: Vec<String> = con.lrange("page:upload:list", 0, -1).unwrap();
@@ -169,14 +186,12 @@ fn restore_brings_back_values_types_and_ttls() {
     let ttl: i64 = con.pttl("page:upload:8").unwrap();
     assert_eq!(ttl, -1, "a key without TTL comes back without one");
     let exists: bool = con.exists("page:upload:short").unwrap();
-    assert!(!exists, "an expired key is not restored");
+    assert!(!exists, "an expired key is not restored, and what the change wrote under it goes");
 
-    let again = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap();
-    assert_eq!(
-        again,
-        RestoreReport { restored: 0, already_present: 2502, expired: 1 },
-        "restoring twice is safe"
-    );
+    let again =
+        flush::restore(&server.url(0), &backup_path(&dir), &patterns, &mut no_progress).unwrap();
+    let expected = RestoreReport { replaced: 2502, deleted_new: 0, ..expected };
+    assert_eq!(again, expected, "restoring twice is safe");
 }
 
 #[test]
@@ -240,7 +255,8 @@ fn killing_the_server_mid_flush_reports_progress_and_the_backup_restores_every_d
     assert!(message.contains("`runbook rollback` restores"), "{message}");
 
     let fresh = RedisServer::start();
-    let restored = flush::restore(&fresh.url(0), &backup_path(&dir), &mut no_progress).unwrap();
+    let restored =
+        flush::restore(&fresh.url(0), &backup_path(&dir), &[], &mut no_progress).unwrap();
     assert!(
         restored.restored >= deleted,
         "backup holds every deleted key: {restored:?} < {deleted}"
@@ -337,7 +353,8 @@ fn truncated_backup_restores_the_intact_records_and_says_so() {
     write(&backup_path(&dir), &bytes[..bytes.len() - 41 - 20]);
     let server = RedisServer::start();
 
-    let err = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap_err();
+    let err =
+        flush::restore(&server.url(0), &backup_path(&dir), &[], &mut no_progress).unwrap_err();
 
     let FlushError::BackupIncomplete { ref report, .. } = err else { panic!("{err:?}") };
     assert_eq!(report.restored, 99);
@@ -357,14 +374,16 @@ fn corrupt_backup_is_refused_and_nothing_restored() {
     write(&backup_path(&dir), &bytes);
     let server = RedisServer::start();
 
-    let err = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap_err();
+    let err =
+        flush::restore(&server.url(0), &backup_path(&dir), &[], &mut no_progress).unwrap_err();
 
     assert!(matches!(err, FlushError::BackupCorrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("nothing was restored"), "{err}");
     assert_eq!(count(&mut server.client(0), "*"), 0);
 
     write(&backup_path(&dir), b"not a backup at all");
-    let err = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap_err();
+    let err =
+        flush::restore(&server.url(0), &backup_path(&dir), &[], &mut no_progress).unwrap_err();
     assert!(err.to_string().contains("not a runbook flush backup"), "{err}");
 }
 
@@ -384,7 +403,8 @@ fn a_rerun_appends_to_the_backup_so_rollback_restores_both_runs() {
     assert_eq!((first.deleted, second.deleted), (30, 20));
     assert_ne!(first.checksum, second.checksum);
 
-    let restored = flush::restore(&server.url(0), &backup_path(&dir), &mut no_progress).unwrap();
+    let restored =
+        flush::restore(&server.url(0), &backup_path(&dir), &[], &mut no_progress).unwrap();
 
     assert_eq!(restored.restored, 50);
     assert_eq!(count(&mut con, "page:upload:*"), 50);

@@ -42,7 +42,10 @@ fn only_matching_keys_are_deleted_and_a_later_failure_restores_them() {
 
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     assert!(out.stderr.contains("deleted 301 of 301 matching keys"), "{out:?}");
-    assert!(out.stderr.contains("restored 301 keys (0 already present, 0 expired)"), "{out:?}");
+    assert!(
+        out.stderr.contains("restored 301 keys from the backup (0 replaced a value written since the flush), 0 expired; deleted 0 keys matching page:upload:* written after the flush"),
+        "{out:?}"
+    );
 
     assert_eq!(count(&server, "page:upload:*"), 301, "every flushed key is back");
     assert_eq!(count(&server, "page:home:*"), 300, "other keys untouched");
@@ -56,6 +59,50 @@ fn only_matching_keys_are_deleted_and_a_later_failure_restores_them() {
     let finished = events.iter().find(|e| e["event"] == "step_finished" && e["step"] == 1).unwrap();
     assert_eq!(finished["details"]["deleted"], 301);
     assert_eq!(finished["details"]["backed_up"], 301);
+}
+
+#[test]
+fn regression_a_rolled_back_flush_left_pages_the_undone_change_rendered() {
+    let server = RedisServer::start();
+    seed(&server);
+    let t = Runbook::new();
+    // After the flush the app re-renders two pages and a new one from the changed config; then
+    // a check fails and the run rolls back.
+    let render = format!(
+        "redis-cli -p {} set page:upload:3 'max 25m' && redis-cli -p {} set page:upload:17 'max 25m' && redis-cli -p {} set page:upload:new 'max 25m'",
+        server.port, server.port, server.port
+    );
+    let extra = format!(
+        "\n[[step]]\ntitle = \"the app renders pages\"\nkind = \"apply\"\nrun = \"{render}\"\nrollback = \"true\"\n"
+    );
+    t.file("rb.toml", &runbook(&format!("redis_url = \"{}\"", server.url(0)), false, &extra));
+    let rb = t.read("rb.toml")
+        + "\n[[step]]\ntitle = \"a check that fails\"\nkind = \"check\"\nrun = \"exit 1\"\n";
+    t.file("rb.toml", &rb);
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    let said = "restored 301 keys from the backup (2 replaced a value written since the flush), 0 expired; deleted 1 keys matching page:upload:* written after the flush";
+    assert!(out.stderr.contains(said), "{out:?}");
+
+    let mut c = server.client(0);
+    for i in [3, 17] {
+        let value: String = c.get(format!("page:upload:{i}")).unwrap();
+        assert_eq!(value, format!("upload page {i}"), "the page from before the change");
+    }
+    let new: bool = c.exists("page:upload:new").unwrap();
+    assert!(!new, "a page rendered by the undone change is gone");
+    assert_eq!(count(&server, "page:upload:*"), 301);
+    assert_eq!(count(&server, "page:home:*"), 300, "other keys untouched");
+
+    let events = t.journal();
+    let restore = events
+        .iter()
+        .find(|e| e["event"] == "rollback_finished" && e["step"] == 1)
+        .expect("the flush was rolled back");
+    assert_eq!(restore["details"]["replaced"], 2);
+    assert_eq!(restore["details"]["deleted_new"], 1);
+    let note = t.run(&["report", "last"]).success().stdout;
+    let in_markdown = said.replace('*', "\\*");
+    assert!(note.contains(&in_markdown), "the note gives the counts: {note}");
 }
 
 #[test]

@@ -404,15 +404,8 @@ fn flushes(out: &mut String, n: &Note) {
         if let Some(file) = &f.backup_file {
             let _ = write!(out, "<br>keys backed up to {}", code(file));
         }
-        for (check, figures) in &f.restores {
-            let _ = match figures {
-                Some(r) => write!(
-                    out,
-                    "<br>restore: {} restored, {} already present, {} expired",
-                    r.restored, r.already_present, r.expired
-                ),
-                None => write!(out, "<br>restore: {}", escape(check)),
-            };
+        for (check, _) in &f.restores {
+            let _ = write!(out, "<br>restore: {}", escape(check));
         }
         out.push_str("</li>\n");
     }

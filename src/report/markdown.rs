@@ -278,15 +278,8 @@ fn flushes(out: &mut String, n: &Note) {
         if let Some(file) = &f.backup_file {
             let _ = writeln!(out, "  - keys backed up to {}", code(file));
         }
-        for (check, figures) in &f.restores {
-            let _ = match figures {
-                Some(r) => writeln!(
-                    out,
-                    "  - restore: {} restored, {} already present, {} expired",
-                    r.restored, r.already_present, r.expired
-                ),
-                None => writeln!(out, "  - restore: {}", text(check)),
-            };
+        for (check, _) in &f.restores {
+            let _ = writeln!(out, "  - restore: {}", text(check));
         }
     }
     out.push('\n');

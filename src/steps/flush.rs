@@ -22,6 +22,7 @@ mod backup;
 mod conn;
 mod error;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 use redis::Value;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use backup::{BackupWriter, Item, OpenError, Problem, Reader, Record};
 use conn::{Link, from_value, glob_match, info_field, parse_scan, push_scan};
@@ -110,11 +112,30 @@ pub struct FlushReport {
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct RestoreReport {
+    /// Keys written back from the backup, each with the value it had before the flush.
     pub restored: u64,
-    /// Keys that exist again (recreated by the application since the flush): left alone.
+    /// Of those, keys that existed again (the application re-cached them after the flush, from
+    /// the changed state) and were overwritten with the value from the backup.
+    #[serde(default)]
+    pub replaced: u64,
+    /// Journals of older versions only: keys that existed again and were left alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub already_present: u64,
-    /// Keys whose TTL ran out since they were backed up: not restored.
+    /// Keys whose TTL ran out since they were backed up: not restored (and, if the application
+    /// wrote them again, deleted as keys written after the flush).
     pub expired: u64,
+    /// Keys matching the flush's patterns that are not in the backup: written after the flush
+    /// (from the changed state), deleted so the cache is as it was before the change.
+    #[serde(default)]
+    pub deleted_new: u64,
+    /// Whether keys written after the flush were looked for: false for a journal of an older
+    /// version (it recorded no patterns with the restore) or a torn backup.
+    #[serde(default)]
+    pub swept: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Count the keys matching `spec.patterns` and return up to `samples` of them. Read-only.
@@ -189,13 +210,18 @@ fn refuse_too_many(link: &mut Link, patterns: &[String], max_keys: u64) -> Resul
     Ok(count)
 }
 
-/// Put back every key in `backup_file` that is not in Redis already, with the TTL it had left.
+/// Leave the keys matching `patterns` as they were before the flush: every key in `backup_file`
+/// is written back with the TTL it had left, replacing whatever is there now (the first record of
+/// a key wins: a re-run flush appends what the change rendered since), then every key matching
+/// `patterns` that is not in the backup is deleted, since it was written after the flush.
 /// `progress` gets the number restored so far. A truncated file (the flush died mid-way) has its
 /// intact records restored and then gives `FlushError::BackupIncomplete`, which carries the
-/// counts; a corrupt file is refused before anything is restored.
+/// counts; no key is deleted then, since keys the flush never reached cannot be told from new
+/// ones. A corrupt file is refused before anything is restored.
 pub fn restore(
     url: &str,
     backup_file: &Path,
+    patterns: &[String],
     progress: &mut dyn FnMut(u64),
 ) -> Result<RestoreReport, FlushError> {
     let unreadable = |e: std::io::Error| FlushError::BackupUnreadable {
@@ -212,7 +238,13 @@ pub fn restore(
     let link = Link::open(url, true)?;
     file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
     let reader = Reader::new(BufReader::with_capacity(1 << 20, file), len);
-    let mut run = Restoring { link, path: backup_file, report: RestoreReport::default(), progress };
+    let mut run = Restoring {
+        link,
+        path: backup_file,
+        report: RestoreReport::default(),
+        progress,
+        met: HashMap::new(),
+    };
     run.all_records(reader)?;
     match scan.problem {
         Some(problem) => Err(FlushError::BackupIncomplete {
@@ -220,11 +252,22 @@ pub fn restore(
             detail: problem.to_string(),
             report: run.report,
         }),
-        None => Ok(run.report),
+        None => {
+            run.sweep(patterns)?;
+            Ok(run.report)
+        }
     }
 }
 
 pub use crate::secret::redact;
+
+/// A key's identity in the restore's memory: 16 bytes of its SHA-256, whatever its length.
+fn key_digest(key: &[u8]) -> [u8; 16] {
+    let full = sha2::Sha256::digest(key);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
 
 fn check_spec(spec: &FlushSpec) -> Result<(), FlushError> {
     if spec.patterns.is_empty() || spec.patterns.iter().any(String::is_empty) {
@@ -404,12 +447,16 @@ fn backup_io(path: &Path, deleted: u64, err: std::io::Error) -> FlushError {
     FlushError::BackupIo { path: path.to_path_buf(), deleted, detail: err.to_string() }
 }
 
-/// The restoring pass: records read from the backup, RESTOREd in pipelined batches.
+/// The restoring pass: records read from the backup, RESTOREd in pipelined batches, then the
+/// sweep of keys written after the flush.
 struct Restoring<'a> {
     link: Link,
     path: &'a Path,
     report: RestoreReport,
     progress: &'a mut dyn FnMut(u64),
+    /// Every key met in the backup, and whether it was restored (an expired one was not, so the
+    /// sweep deletes what the application wrote under its name since).
+    met: HashMap<[u8; 16], bool>,
 }
 
 impl Restoring<'_> {
@@ -446,23 +493,32 @@ impl Restoring<'_> {
         self.restore_batch(&batch)
     }
 
+    /// Each record as EXISTS (to count what is replaced) and RESTORE ... REPLACE, pipelined.
     fn restore_batch(&mut self, batch: &[Record]) -> Result<(), FlushError> {
         let now = backup::now_ms();
         let buf = self.link.begin();
         let mut sent = Vec::with_capacity(batch.len());
         for record in batch {
+            let digest = key_digest(&record.key);
+            if self.met.contains_key(&digest) {
+                continue;
+            }
             let ttl = match record.remaining_ttl_ms(now) {
                 Some(0) => {
+                    self.met.insert(digest, false);
                     self.report.expired += 1;
                     continue;
                 }
                 Some(ms) => ms,
                 None => 0,
             };
+            self.met.insert(digest, true);
+            redis::cmd("EXISTS").arg(&record.key).write_packed_command(buf);
             redis::cmd("RESTORE")
                 .arg(&record.key)
                 .arg(ttl)
                 .arg(&record.value)
+                .arg("REPLACE")
                 .write_packed_command(buf);
             sent.push(record);
         }
@@ -471,15 +527,59 @@ impl Restoring<'_> {
         }
         self.link.send().map_err(|e| self.fail(&e))?;
         for record in sent {
+            let existed = self.link.recv_raw().map_err(|e| self.fail(&e))?;
             match self.link.recv_raw().map_err(|e| self.fail(&e))? {
-                Value::ServerError(err) if err.code() == "BUSYKEY" => {
-                    self.report.already_present += 1
-                }
                 Value::ServerError(err) => return Err(self.refused(record, err.into())),
                 _ => self.report.restored += 1,
             }
+            if existed == Value::Int(1) {
+                self.report.replaced += 1;
+            }
         }
         (self.progress)(self.report.restored);
+        Ok(())
+    }
+
+    /// Delete every key matching `patterns` that the backup did not restore: the application
+    /// wrote it after the flush, from the state the rollback undoes.
+    fn sweep(&mut self, patterns: &[String]) -> Result<(), FlushError> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        for pattern in patterns {
+            let mut cursor = 0;
+            loop {
+                push_scan(self.link.begin(), cursor, pattern, SCAN_COUNT);
+                let reply = self.link.send().and_then(|_| self.link.recv()).and_then(parse_scan);
+                let (next, keys) = reply.map_err(|e| self.fail(&e))?;
+                let new: Vec<Vec<u8>> = keys
+                    .into_iter()
+                    .filter(|k| self.met.get(&key_digest(k)) != Some(&true))
+                    .collect();
+                self.unlink(&new)?;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        self.report.swept = true;
+        Ok(())
+    }
+
+    fn unlink(&mut self, keys: &[Vec<u8>]) -> Result<(), FlushError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let buf = self.link.begin();
+        for chunk in keys.chunks(RESTORE_BATCH) {
+            redis::cmd("UNLINK").arg(chunk).write_packed_command(buf);
+        }
+        self.link.send().map_err(|e| self.fail(&e))?;
+        for _ in keys.chunks(RESTORE_BATCH) {
+            let reply = self.link.recv().and_then(from_value::<u64>);
+            self.report.deleted_new += reply.map_err(|e| self.fail(&e))?;
+        }
         Ok(())
     }
 

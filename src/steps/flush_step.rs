@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::flush::{self, FlushError, FlushSpec};
+use super::flush::{self, FlushError, FlushSpec, RestoreReport};
 use super::{StepContext, StepResult};
 use crate::journal::Outcome;
 use crate::plan::Work;
@@ -63,7 +63,15 @@ pub fn run_flush(
     finish(ctx, started, outcome, check, details)
 }
 
-pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Result<StepResult> {
+/// Restore a flush's backup with `patterns` (secrets filled in) for the sweep of keys written
+/// since; the check names the patterns as recorded.
+pub fn run_restore(
+    url: &str,
+    backup_file: &Path,
+    patterns: &[String],
+    recorded: &[String],
+    ctx: &StepContext<'_>,
+) -> Result<StepResult> {
     let started = std::time::Instant::now();
     if !backup_file.exists() {
         // The flush failed before it backed anything up, so it deleted nothing either.
@@ -71,18 +79,33 @@ pub fn run_restore(url: &str, backup_file: &Path, ctx: &StepContext<'_>) -> Resu
         return finish(ctx, started, Outcome::Ok, check, None);
     }
     let mut progress = |n: u64| ctx.ui.set_spinner_message(format!("restoring: {n} keys"));
-    let (outcome, check, details) = match flush::restore(url, backup_file, &mut progress) {
-        Ok(r) => (
-            Outcome::Ok,
-            format!(
-                "restored {} keys ({} already present, {} expired)",
-                r.restored, r.already_present, r.expired
-            ),
-            serde_json::to_value(&r).ok(),
-        ),
+    let (outcome, check, details) = match flush::restore(url, backup_file, patterns, &mut progress)
+    {
+        Ok(r) => (Outcome::Ok, restore_text(&r, recorded), serde_json::to_value(&r).ok()),
         Err(e) => (Outcome::Failed, failure_text(&e), None),
     };
     finish(ctx, started, outcome, check, details)
+}
+
+/// What a restore did, in words: the journal's check and the note's line.
+pub fn restore_text(r: &RestoreReport, patterns: &[String]) -> String {
+    let mut text = format!(
+        "restored {} keys from the backup ({} replaced a value written since the flush), {} expired",
+        r.restored, r.replaced, r.expired
+    );
+    if r.already_present > 0 {
+        text.push_str(&format!(", {} already present (left alone)", r.already_present));
+    }
+    if r.swept {
+        text.push_str(&format!(
+            "; deleted {} keys matching {} written after the flush",
+            r.deleted_new,
+            patterns.join(", ")
+        ));
+    } else {
+        text.push_str("; keys written after the flush were not looked for (no patterns recorded)");
+    }
+    text
 }
 
 /// The step log gets the result line; the engine gets the result. The line is masked: an error

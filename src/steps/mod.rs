@@ -151,8 +151,9 @@ pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<St
             let spec = flush_spec(work, ctx.env).unwrap_or_else(|| unreachable!("a flush work"))?;
             flush_step::run_flush(&spec, patterns, Path::new(backup_file), ctx)
         }
-        Work::Restore { redis, backup_file } => {
-            flush_step::run_restore(&x(redis)?, Path::new(backup_file), ctx)
+        Work::Restore { redis, backup_file, patterns } => {
+            let used = patterns.iter().map(|p| x(p)).collect::<Result<Vec<_>>>()?;
+            flush_step::run_restore(&x(redis)?, Path::new(backup_file), &used, patterns, ctx)
         }
     }
 }

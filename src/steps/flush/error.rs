@@ -47,7 +47,7 @@ pub enum FlushError {
     ConnectionLost { server: String, deleted: u64, backup_file: Option<PathBuf>, detail: String },
 
     #[error(
-        "connection to Redis at {server} lost mid-restore ({detail}): restored {restored} keys so far from {path}; re-running the restore is safe (restored keys count as already present)"
+        "connection to Redis at {server} lost mid-restore ({detail}): restored {restored} keys so far from {path}; re-running the restore is safe (it writes the same values again)"
     )]
     RestoreInterrupted { server: String, path: PathBuf, restored: u64, detail: String },
 
@@ -71,7 +71,7 @@ pub enum FlushError {
     )]
     BackupCorrupt { path: PathBuf, detail: String },
 
-    #[error("backup file {path} is incomplete ({detail}), probably because the flush died mid-way; restored what was intact: {} restored, {} already present, {} expired; a retry is safe", .report.restored, .report.already_present, .report.expired)]
+    #[error("backup file {path} is incomplete ({detail}), probably because the flush died mid-way; restored what was intact: {} restored ({} replaced a newer value), {} expired; keys written after the flush were not deleted, since they cannot be told from keys the flush never reached; a retry is safe", .report.restored, .report.replaced, .report.expired)]
     BackupIncomplete { path: PathBuf, detail: String, report: RestoreReport },
 
     #[error(
