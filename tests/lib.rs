@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod crash;
 mod fail_if;
+mod full_disk;
 mod fuzz;
 mod history;
 mod json;

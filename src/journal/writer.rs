@@ -47,12 +47,10 @@ impl Writer {
         let record = Record { ts: Utc::now(), seq: self.seq, event };
         let mut line = serde_json::to_vec(&record).context("cannot encode a journal event")?;
         line.push(b'\n');
-        self.file.write_all(&line).and_then(|()| self.file.sync_data()).with_context(|| {
-            format!(
-                "cannot write the journal {} (disk full or not writable?); the run stops here",
-                self.path.display()
-            )
-        })?;
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| incomplete(&self.path, &line, &e))?;
         if let Some(mirror) = &mut self.mirror {
             mirror.push(&line[..line.len() - 1]);
         }
@@ -62,6 +60,16 @@ impl Writer {
         fault::after_event();
         Ok(())
     }
+}
+
+/// What the operator must know when an event cannot be written: what happened (the event itself,
+/// shown since the journal cannot hold it), that the journal is incomplete, and what to do.
+fn incomplete(path: &Path, line: &[u8], e: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot write the journal {} ({e}). THE JOURNAL IS INCOMPLETE: it ends before this event, which did happen:\n  {}\nThe run stops here and runs nothing more; the terminal above is the only record of the rest. Free space (or fix the file), then look at the run with `runbook show` and go on with `runbook resume` or `runbook rollback` (the last step it recorded as started is then in doubt).",
+        path.display(),
+        String::from_utf8_lossy(line).trim_end()
+    )
 }
 
 /// Fault injection for the crash tests: `RUNBOOK_FAULT_KILL_AFTER_EVENT=N` makes the process

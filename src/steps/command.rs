@@ -30,7 +30,7 @@ pub fn run(
     };
     let exit = ctx.runner.run(&spawn, &mut |chunk| sink.feed(chunk));
     let matched = sink.matched;
-    let output_tail = sink.finish()?;
+    let (output_tail, log_problem) = sink.finish();
     let exit = exit?;
     let (outcome, check) = if exit.timed_out {
         let limit = crate::runbook::duration::human(Duration::from_millis(timeout_ms.unwrap_or(0)));
@@ -48,6 +48,10 @@ pub fn run(
             Some(m) => (Outcome::Ok, format!("exit {} and {}", expect.exit, m.describe())),
             None => (Outcome::Ok, format!("exit {}", expect.exit)),
         }
+    };
+    let check = match log_problem {
+        Some(problem) => format!("{check}; {problem}"),
+        None => check,
     };
     Ok(StepResult {
         outcome,

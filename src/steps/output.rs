@@ -22,6 +22,7 @@ pub struct OutputSink<'a> {
     /// Unbuffered: each piece is written as it comes, so `runbook logs` and `tail -f` show a
     /// step while it runs.
     log: File,
+    path: std::path::PathBuf,
     masker: &'a Masker,
     ui: &'a Ui,
     echo: bool,
@@ -45,6 +46,7 @@ impl<'a> OutputSink<'a> {
             .with_context(|| format!("cannot create the step log {}", log_path.display()))?;
         Ok(OutputSink {
             log: file,
+            path: log_path.to_path_buf(),
             masker,
             ui,
             echo,
@@ -100,8 +102,12 @@ impl<'a> OutputSink<'a> {
         if out.is_empty() {
             return;
         }
-        if let Err(e) = self.log.write_all(out) {
-            self.error.get_or_insert(e);
+        // After a failed write (a full disk) the log stays a clean prefix of the output, and the
+        // step goes on: the terminal still gets everything.
+        if self.error.is_none()
+            && let Err(e) = self.log.write_all(out)
+        {
+            self.error = Some(e);
         }
         if self.echo {
             self.ui.output(out);
@@ -113,19 +119,24 @@ impl<'a> OutputSink<'a> {
         self.tail.extend(&out[out.len() - keep..]);
     }
 
-    /// Flush what is left; returns the tail of the output, as text.
-    pub fn finish(mut self) -> Result<String> {
+    /// Flush what is left; returns the tail of the output, as text, and what went wrong with the
+    /// step log, if anything did. A log that could not be written does not undo what the step
+    /// did: the caller records the step as it ran and says that its log is incomplete.
+    pub fn finish(mut self) -> (String, Option<String>) {
         if !self.carry.is_empty() {
             let last = std::mem::take(&mut self.carry);
             let mut out = Vec::new();
             self.line(&last, &mut out);
             self.emit(&out);
         }
-        if let Some(e) = self.error.take() {
-            return Err(e).context("cannot write the step log");
-        }
-        self.log.flush().context("cannot write the step log")?;
+        let problem = self.error.take().or_else(|| self.log.flush().err());
+        let problem = problem.map(|e| {
+            format!(
+                "its log {} is incomplete ({e}); the terminal showed all of its output",
+                self.path.display()
+            )
+        });
         let tail: Vec<u8> = self.tail.into_iter().collect();
-        Ok(String::from_utf8_lossy(&tail).into_owned())
+        (String::from_utf8_lossy(&tail).into_owned(), problem)
     }
 }
