@@ -13,6 +13,7 @@ pub mod plan;
 pub mod private;
 pub mod process;
 pub mod report;
+pub mod rollout;
 pub mod runbook;
 pub mod runner;
 pub mod secret;

@@ -170,6 +170,25 @@ pub struct PlannedStep {
     pub retries: u32,
     /// Set when `only_env` leaves this step out of the chosen environment.
     pub excluded: Option<String>,
+    /// `on = "GROUP"`: the step runs on each of these hosts, not here. `work` and `rollback`
+    /// above keep `{{host}}` as written (for display); each host has its own rendering.
+    pub on: Option<OnHosts>,
+}
+
+/// The hosts a step runs on, each with the step rendered for it (`{{host}}` filled in).
+#[derive(Debug, Clone)]
+pub struct OnHosts {
+    pub group: String,
+    pub hosts: Vec<HostWork>,
+}
+
+/// One step as it runs on one host.
+#[derive(Debug, Clone)]
+pub struct HostWork {
+    pub host: String,
+    pub work: Work,
+    pub rollback: Option<Work>,
+    pub verify_rollback: Option<Work>,
 }
 
 impl PlannedStep {
@@ -218,6 +237,9 @@ pub struct Plan {
     pub lock_redis: Option<String>,
     /// The Redis of `[store]`, rendered.
     pub store_redis: Option<String>,
+    /// How hosts are reached (`[ssh]`, rendered) and how steps spread over them (`[rollout]`).
+    pub ssh: crate::runner::ssh::SshOptions,
+    pub rollout: crate::rollout::Rollout,
 }
 
 /// Asks the operator for a secret, given its label.
@@ -264,7 +286,13 @@ impl Plan {
             .collect();
         check_defined(rb, env, &values)?;
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
-        let steps = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
+        let steps: Vec<PlannedStep> = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
+        if !ctx.dry && steps.iter().any(|s| s.on.is_some() && s.excluded.is_none()) {
+            bail!(
+                "this runbook has steps `on` host groups, which `plan` and `check` understand but this version cannot run yet (nothing was run)"
+            );
+        }
+        let ssh = renderer.ssh(&rb.ssh);
         let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.concrete(t));
         let store_redis = rb.store_redis.as_ref().map(|t| renderer.concrete(t));
         Ok(Plan {
@@ -281,6 +309,8 @@ impl Plan {
             steps,
             lock_redis,
             store_redis,
+            ssh,
+            rollout: crate::rollout::Rollout::from(&rb.rollout),
         })
     }
 
@@ -332,7 +362,11 @@ fn check_defined(rb: &Runbook, env: Option<&str>, values: &BTreeMap<String, Valu
     templates.extend(rb.store_redis.iter().map(|t| ("[store]".to_string(), t)));
     for (place, t) in templates {
         let Ok(found) = crate::runbook::template::placeholders(&t.text) else { continue };
-        if let Some(p) = found.iter().find(|p| !values.contains_key(p.name)) {
+        // `{{host}}` is filled in per host (`check` allows it only in steps `on` a group).
+        let known = |p: &&crate::runbook::template::Placeholder<'_>| {
+            values.contains_key(p.name) || p.name == "host"
+        };
+        if let Some(p) = found.iter().find(|p| !known(p)) {
             let here = env.map_or("without --env".to_string(), |e| format!("in environment {e}"));
             let defined: Vec<String> = rb
                 .envs
@@ -594,7 +628,8 @@ impl Renderer<'_> {
         substitute(&t.text, |n| self.values.get(n).map(|v| v.text.clone()))
     }
 
-    fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> PlannedStep {
+    /// A step's work, rollback and verify_rollback, rendered.
+    fn step_work(&self, s: &Step) -> (Work, Option<Work>, Option<Work>) {
         let timeout_ms = s.timeout.map(millis);
         let cwd = s.cwd.as_ref().map(|c| self.value(c));
         let shell = |t: &Template| Work::Shell { run: self.shell(t), cwd: cwd.clone(), timeout_ms };
@@ -608,6 +643,11 @@ impl Renderer<'_> {
             }),
             _ => None,
         };
+        (work, rollback, s.verify_rollback.as_ref().map(shell))
+    }
+
+    fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> PlannedStep {
+        let (work, rollback, verify_rollback) = self.step_work(s);
         let excluded = match (&s.only_env, env) {
             (Some(only), e) if !only.iter().any(|o| Some(o.text.as_str()) == e) => {
                 let names: Vec<&str> = only.iter().map(|o| o.text.as_str()).collect();
@@ -627,11 +667,43 @@ impl Renderer<'_> {
                 .unwrap_or_else(|| "unassigned".into()),
             work,
             rollback,
-            verify_rollback: s.verify_rollback.as_ref().map(shell),
+            verify_rollback,
             expect: s.expect.clone(),
             irreversible: s.irreversible.clone(),
             retries: s.retries,
+            on: s.on.as_ref().map(|on| self.on_hosts(rb, s, env, &on.text)),
             excluded,
+        }
+    }
+
+    /// The step rendered once per host of its group, with `{{host}}` set to that host.
+    fn on_hosts(&self, rb: &Runbook, s: &Step, env: Option<&str>, group: &str) -> OnHosts {
+        let names = env
+            .and_then(|e| rb.envs.get(e))
+            .and_then(|e| e.hosts.iter().find(|g| g.name.text == group))
+            .map(|g| g.hosts.iter().map(|h| h.text.clone()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let hosts = names
+            .into_iter()
+            .map(|host| {
+                let mut values = self.values.clone();
+                values.insert("host".into(), Value { text: host.clone(), secret: false });
+                let here = Renderer { values: &values, run_dir: self.run_dir };
+                let (work, rollback, verify_rollback) = here.step_work(s);
+                HostWork { host, work, rollback, verify_rollback }
+            })
+            .collect();
+        OnHosts { group: group.to_string(), hosts }
+    }
+
+    /// `[ssh]` made concrete: the config file's path rendered, the defaults filled in.
+    fn ssh(&self, def: &SshDef) -> crate::runner::ssh::SshOptions {
+        let defaults = crate::runner::ssh::SshOptions::default();
+        crate::runner::ssh::SshOptions {
+            config: def.config.as_ref().map(|t| PathBuf::from(self.concrete(t))),
+            connect_timeout: def.connect_timeout.unwrap_or(defaults.connect_timeout),
+            alive_interval: def.keepalive.unwrap_or(defaults.alive_interval),
+            ..defaults
         }
     }
 

@@ -23,6 +23,7 @@ mod watch_run;
 
 mod flush;
 mod flush_run;
+mod hosts;
 mod process;
 mod prompts;
 mod report;

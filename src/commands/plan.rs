@@ -33,6 +33,17 @@ pub fn run(file: &Path, target: &Target, as_json: bool) -> Result<i32> {
         return Ok(crate::engine::code::OK);
     }
     print_plan(&plan, &rb.description);
+    let rollout = crate::rollout::plan_lines(&plan);
+    if !rollout.is_empty() {
+        println!(
+            "
+{}",
+            rollout.join(
+                "
+"
+            )
+        );
+    }
     if let Some(gate) = gate {
         println!(
             "\ngate: a run in {} needs this revision to have passed a rehearsal in {} within {}",
@@ -120,6 +131,10 @@ fn print_step(ui: &Ui, plan: &Plan, step: &PlannedStep) {
     println!("{}  [{}] owner: {}", ui.bold(&head), step.kind.name(), step.owner);
     if let Some(why) = &step.excluded {
         println!("   skipped in this environment: {why}");
+    }
+    if let Some(on) = &step.on {
+        let hosts: Vec<&str> = on.hosts.iter().map(|h| h.host.as_str()).collect();
+        println!("   on:       {} ({})", on.group, hosts.join(", "));
     }
     println!("   do:       {}", plan.masker.mask(&step.work.summary()));
     if let Some(preview) = crate::steps::flush_step::preview_line(&step.work, &plan.step_env) {

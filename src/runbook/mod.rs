@@ -5,6 +5,7 @@ pub mod condition;
 pub mod diagnostic;
 pub mod duration;
 mod fields;
+mod hosts;
 mod kinds;
 mod measure_check;
 pub mod model;

@@ -27,6 +27,10 @@ pub struct Runbook {
     pub lock_redis: Option<Template>,
     /// `[store] redis = "..."`: every journal event also goes to a Redis stream the team shares.
     pub store_redis: Option<Template>,
+    /// `[ssh]`: how hosts are reached.
+    pub ssh: SshDef,
+    /// `[rollout]`: how steps `on` a group spread over its hosts.
+    pub rollout: RolloutDef,
 }
 
 /// A text that may hold `{{var}}` placeholders, and where it sits in the file.
@@ -58,6 +62,89 @@ pub enum VarSource {
 pub struct EnvDef {
     pub vars: Vec<VarDef>,
     pub require_rehearsal: Option<Gate>,
+    /// `[env.NAME.hosts]`: groups of hosts, in file order.
+    pub hosts: Vec<HostGroup>,
+}
+
+/// A name written in the file (a host, a group), and where.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub text: String,
+    pub span: Span,
+}
+
+/// `web = ["web-1", "deploy@10.0.0.12:2222"]` in `[env.NAME.hosts]`.
+#[derive(Debug, Clone)]
+pub struct HostGroup {
+    pub name: Named,
+    pub hosts: Vec<Named>,
+}
+
+/// `[ssh]`
+#[derive(Debug, Clone, Default)]
+pub struct SshDef {
+    /// Passed as `ssh -F`; without it ssh reads the user's own configuration.
+    pub config: Option<Template>,
+    pub connect_timeout: Option<Duration>,
+    pub keepalive: Option<Duration>,
+}
+
+/// A number of hosts, or a share of them: `serial = [1, "50%"]`, `max_fail = "10%"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    Count(usize),
+    Percent(u8),
+}
+
+impl Amount {
+    /// How many of `total` hosts this is (a share rounds down).
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => n,
+            Amount::Percent(p) => total * usize::from(p) / 100,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Amount::Count(n) => n.to_string(),
+            Amount::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
+/// `[rollout] rollback`: which hosts a rollback undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackScope {
+    /// Every host the run touched (the default).
+    All,
+    /// Only the hosts that failed.
+    Failed,
+}
+
+/// `[rollout]`
+#[derive(Debug, Clone)]
+pub struct RolloutDef {
+    /// Batch sizes, canary first; the last one repeats until every host has had its turn.
+    pub serial: Vec<Amount>,
+    /// Hosts that may fail over the whole run.
+    pub max_fail: Amount,
+    /// Hosts at once within a batch.
+    pub concurrency: usize,
+    pub rollback: RollbackScope,
+}
+
+impl Default for RolloutDef {
+    fn default() -> Self {
+        RolloutDef {
+            serial: vec![Amount::Percent(100)],
+            max_fail: Amount::Count(0),
+            concurrency: 10,
+            rollback: RollbackScope::All,
+        }
+    }
 }
 
 /// `require_rehearsal = { env = "staging", within = "7d" }`
@@ -122,6 +209,8 @@ pub struct Step {
     /// `fail_if` of a measure step: conditions on its figures (see `condition`), each failing
     /// the step when it holds. Checked by `validate`; empty for other kinds.
     pub fail_if: Vec<Template>,
+    /// `on = "web"`: the group of hosts this step runs on; `None` runs it here, once.
+    pub on: Option<Named>,
     pub span: Span,
 }
 

@@ -10,12 +10,14 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Report, Span};
 use super::fields::{Fields, Value, type_error};
+use super::hosts;
 use super::model::*;
 use super::validate;
 
-pub(crate) const TOP_KEYS: &[&str] = &["runbook", "vars", "env", "step", "lock", "store"];
+pub(crate) const TOP_KEYS: &[&str] =
+    &["runbook", "vars", "env", "step", "lock", "store", "ssh", "rollout"];
 pub(crate) const RUNBOOK_KEYS: &[&str] = &["name", "description", "owner"];
-pub(crate) const ENV_KEYS: &[&str] = &["vars", "require_rehearsal"];
+pub(crate) const ENV_KEYS: &[&str] = &["vars", "require_rehearsal", "hosts"];
 pub(crate) const COMMON_STEP_KEYS: &[&str] = &[
     "title",
     "kind",
@@ -29,6 +31,7 @@ pub(crate) const COMMON_STEP_KEYS: &[&str] = &[
     "cwd",
     "only_env",
     "verify_rollback",
+    "on",
 ];
 pub(crate) const EXPECT_KEYS: &[&str] = &["exit", "stdout", "note"];
 
@@ -82,6 +85,8 @@ fn read_document(
     let steps = read_steps(&mut top, d);
     let lock_redis = top.table("lock", d).and_then(|t| read_redis_table(t, d));
     let store_redis = top.table("store", d).and_then(|t| read_redis_table(t, d));
+    let ssh = top.table("ssh", d).map(|t| hosts::read_ssh(t, d)).unwrap_or_default();
+    let rollout = top.table("rollout", d).map(|t| hosts::read_rollout(t, d)).unwrap_or_default();
     top.finish(TOP_KEYS, d);
     let (name, description, owner) = header?;
     Some(Runbook {
@@ -96,6 +101,8 @@ fn read_document(
         steps,
         lock_redis,
         store_redis,
+        ssh,
+        rollout,
     })
 }
 
@@ -217,8 +224,9 @@ fn read_envs(table: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> BTreeMap<St
         let mut f = Fields::new(t, value.span(), format!("[env.{name}]"));
         let vars = f.table("vars", d).map(|mut v| read_vars(&mut v, d)).unwrap_or_default();
         let require_rehearsal = f.table("require_rehearsal", d).and_then(|g| read_gate(g, d));
+        let hosts = f.table("hosts", d).map(|mut h| hosts::read_groups(&mut h, d));
         f.finish(ENV_KEYS, d);
-        envs.insert(name, EnvDef { vars, require_rehearsal });
+        envs.insert(name, EnvDef { vars, require_rehearsal, hosts: hosts.unwrap_or_default() });
     }
     envs
 }
@@ -289,6 +297,7 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         only_env,
         verify_rollback: f.template("verify_rollback", d),
         fail_if: Vec::new(),
+        on: f.string("on", d).map(|(text, span)| Named { text, span }),
         span: f.span.clone(),
     };
     let Some(kind) = kind else {

@@ -84,6 +84,33 @@ fn top_key(key: &str) -> Value {
         "store" => {
             json!({ "$ref": "#/definitions/redis_table", "description": "A team store: every journal event also goes to a Redis stream" })
         }
+        "ssh" => json!({
+            "type": "object",
+            "description": "How hosts are reached (the system OpenSSH client)",
+            "properties": {
+                "config": { "type": "string", "description": "An ssh_config passed as ssh -F" },
+                "connect_timeout": { "$ref": "#/definitions/duration" },
+                "keepalive": { "$ref": "#/definitions/duration" }
+            },
+            "additionalProperties": false
+        }),
+        "rollout" => {
+            let amount = json!({ "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]{1,3}%$" }
+            ] });
+            json!({
+                "type": "object",
+                "description": "How steps `on` a group spread over its hosts",
+                "properties": {
+                    "serial": { "description": "Batch sizes, canary first", "oneOf": [amount.clone(), { "type": "array", "items": amount.clone() }] },
+                    "max_fail": { "description": "Hosts that may fail in the whole run", "oneOf": [amount] },
+                    "concurrency": { "type": "integer", "minimum": 1, "description": "Hosts at once within a batch" },
+                    "rollback": { "enum": ["all", "failed"], "description": "Which hosts a rollback undoes" }
+                },
+                "additionalProperties": false
+            })
+        }
         _ => unknown(key),
     }
 }
@@ -108,6 +135,11 @@ fn runbook_key(key: &str) -> Value {
 fn env_key(key: &str) -> Value {
     match key {
         "vars" => json!({ "$ref": "#/definitions/vars" }),
+        "hosts" => json!({
+            "type": "object",
+            "description": "Groups of hosts: GROUP = [\"web-1\", \"deploy@10.0.0.12:2222\"]",
+            "additionalProperties": { "type": "array", "items": { "type": "string" }, "minItems": 1 }
+        }),
         "require_rehearsal" => json!({
             "type": "object",
             "description": "Refuse a run unless this revision passed a rehearsal in `env` within `within`",
@@ -223,6 +255,9 @@ fn step_key(key: &str) -> Value {
         "cwd" => text("The working directory of the command and its rollback"),
         "only_env" => strings("Run only in these environments"),
         "verify_rollback" => text("A shell command that must pass after the rollback"),
+        "on" => text(
+            "A group of [env.NAME.hosts]: the step runs on each of its hosts; {{host}} is the host",
+        ),
         "run" => text("The shell command (bash -c)"),
         "instructions" => text("What the operator does by hand"),
         _ => kind_key(key),

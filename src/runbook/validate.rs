@@ -19,6 +19,7 @@ pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_env_names(rb, d);
     super::measure_check::check(rb, d);
     check_secret_literals(rb, d);
+    super::hosts::check(rb, d);
 }
 
 fn declared_names(rb: &Runbook) -> BTreeSet<&str> {
@@ -26,6 +27,8 @@ fn declared_names(rb: &Runbook) -> BTreeSet<&str> {
     let mut names: BTreeSet<&str> =
         rb.vars.iter().chain(env_vars).map(|v| v.name.as_str()).collect();
     names.extend(BUILTINS);
+    // The host a step `on` a group runs on; its use elsewhere is reported by hosts::check.
+    names.insert("host");
     names
 }
 

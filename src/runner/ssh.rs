@@ -100,6 +100,14 @@ impl Destination {
         if host.is_empty() || host.starts_with('-') {
             return Err("no host name after the user".into());
         }
+        // Hosts are put into commands as `{{host}}`: only characters no shell treats specially.
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if let Some(c) = user.iter().flat_map(|u| u.chars()).find(|c| !plain(*c)) {
+            return Err(format!("a user name with {c:?} in it"));
+        }
+        if let Some(c) = host.chars().find(|c| !plain(*c) && !matches!(c, ':' | '%')) {
+            return Err(format!("a host name with {c:?} in it"));
+        }
         Ok(Destination { user, host: host.to_string(), port })
     }
 
@@ -514,7 +522,8 @@ mod tests {
 
     #[test]
     fn destinations_that_ssh_would_misread_are_refused() {
-        for bad in ["", "-oProxyCommand=x", "a b", "web\n1", "@web", "web:0", "web:99999", "u@-x"] {
+        let bad = ["", "-oProxyCommand=x", "a b", "web\n1", "@web", "web:0", "web:99999", "u@-x"];
+        for bad in bad.into_iter().chain(["web;id", "$(id)", "a'b", "web/1", "u$x@web"]) {
             assert!(Destination::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
