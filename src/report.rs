@@ -47,7 +47,23 @@ pub struct Note {
     /// Metrics measured only once: nothing to compare them with.
     pub measured_once: Vec<(usize, Metric)>,
     pub undo: Undo,
+    /// Steps whose last attempt failed or timed out, in step order: what the note leads with.
+    pub failed_steps: Vec<FailedStep>,
 }
+
+/// A step that failed, as the head of the note tells it.
+#[derive(Debug, Clone)]
+pub struct FailedStep {
+    pub number: usize,
+    pub title: String,
+    pub expected: String,
+    pub seen: String,
+    /// The last lines of its output (masked when they were journalled).
+    pub last_lines: String,
+}
+
+/// How many lines of output the head of the note quotes.
+pub const HEAD_LINES: usize = 10;
 
 /// How the run ended, or that it has no recorded end.
 #[derive(Debug, Clone)]
@@ -188,6 +204,10 @@ pub struct RollbackNote {
     pub duration_ms: u64,
     pub check: String,
     pub restore: Option<RestoreReport>,
+    /// The last lines of its log in the run's folder (a failed rollback shows them).
+    pub output: String,
+    /// When `verify_rollback` failed: the last lines of its log.
+    pub verify_output: String,
 }
 
 impl RollbackNote {
@@ -287,6 +307,9 @@ pub struct Undo {
     pub stays: Vec<(usize, String, String)>,
     /// One sentence on where things stand.
     pub statement: String,
+    /// When the rollback this command would run already failed: when, where, and what to fix
+    /// first.
+    pub already_failed: Option<String>,
 }
 
 impl Note {
@@ -313,7 +336,38 @@ impl Note {
             metrics: metric_changes(&measurements(run)),
             measured_once: measured_once(&measurements(run)),
             undo: undo(run),
+            failed_steps: Vec::new(),
         }
+        .with_failed_steps()
+    }
+
+    fn with_failed_steps(mut self) -> Note {
+        self.failed_steps = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.outcome, StepOutcome::Failed | StepOutcome::TimedOut))
+            .map(|s| FailedStep {
+                number: s.number,
+                title: s.title.clone(),
+                expected: s.expected.clone(),
+                seen: s.actual.clone(),
+                last_lines: last_lines(&s.output_tail, HEAD_LINES),
+            })
+            .collect();
+        self
+    }
+
+    /// Rollbacks whose last attempt failed, in the order they ran: one per step (a later
+    /// attempt's log replaced the earlier one's), none for a step rolled back since.
+    pub fn failed_rollbacks(&self) -> Vec<&RollbackNote> {
+        let last_of_step = |r: &RollbackNote| {
+            self.rollbacks.iter().rev().find(|o| o.step == r.step && o.ok.is_some())
+        };
+        self.rollbacks
+            .iter()
+            .filter(|r| r.ok == Some(false))
+            .filter(|r| last_of_step(r).is_some_and(|last| std::ptr::eq(last, *r)))
+            .collect()
     }
 
     /// A few lines for the end of `runbook run`: step counts and metric changes.
@@ -495,20 +549,26 @@ fn prompts(run: &RunState) -> Vec<PromptNote> {
 
 fn rollbacks(run: &RunState) -> Vec<RollbackNote> {
     let mut notes: Vec<RollbackNote> = Vec::new();
+    let mut logs: Vec<String> = Vec::new();
     for r in &run.records {
         match &r.event {
-            Event::RollbackStarted { step, reason, work, .. } => notes.push(RollbackNote {
-                at: r.ts,
-                step: *step,
-                title: run.step_title(*step).to_string(),
-                reason: reason.clone(),
-                command: work.summary(),
-                ok: None,
-                exit_code: None,
-                duration_ms: 0,
-                check: String::new(),
-                restore: None,
-            }),
+            Event::RollbackStarted { step, reason, work, log } => {
+                logs.push(log.clone());
+                notes.push(RollbackNote {
+                    at: r.ts,
+                    step: *step,
+                    title: run.step_title(*step).to_string(),
+                    reason: reason.clone(),
+                    command: work.summary(),
+                    ok: None,
+                    exit_code: None,
+                    duration_ms: 0,
+                    check: String::new(),
+                    restore: None,
+                    output: String::new(),
+                    verify_output: String::new(),
+                });
+            }
             Event::RollbackFinished { step, ok, exit_code, duration_ms, check, details } => {
                 let Some(note) = notes.iter_mut().rev().find(|n| n.step == *step) else {
                     continue;
@@ -522,7 +582,38 @@ fn rollbacks(run: &RunState) -> Vec<RollbackNote> {
             _ => {}
         }
     }
+    for (note, log) in notes.iter_mut().zip(&logs) {
+        if note.ok == Some(false) {
+            fill_output(run, note, log);
+        }
+    }
     notes
+}
+
+/// A failed rollback's own output, from its log in the run's folder (already masked when it was
+/// written), and its verification's when that is what failed.
+fn fill_output(run: &RunState, note: &mut RollbackNote, log: &str) {
+    let tail = |name: &str| {
+        std::fs::read(run.dir.join(name))
+            .map(|b| last_lines(&String::from_utf8_lossy(&b), HEAD_LINES))
+            .unwrap_or_default()
+    };
+    if !log.is_empty() {
+        note.output = tail(log);
+    }
+    if note.check.contains("verify_rollback FAILED") {
+        note.verify_output = tail(&format!("logs/{:02}-verify.log", note.step));
+    }
+}
+
+/// The last `n` lines of a text, each cut to 500 characters.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let cut = |l: &&str| match l.char_indices().nth(500) {
+        Some((at, _)) => format!("{}…", &l[..at]),
+        None => l.to_string(),
+    };
+    lines[lines.len().saturating_sub(n)..].iter().map(cut).collect::<Vec<_>>().join("\n")
 }
 
 fn backups(run: &RunState) -> Vec<BackupNote> {
@@ -745,7 +836,42 @@ fn undo(run: &RunState) -> Undo {
     }
     let command = (!steps.is_empty()).then(|| format!("runbook rollback {}", run.id));
     let statement = undo_statement(run, &steps, &stays);
-    Undo { command, steps, stays, statement }
+    let already_failed = command.as_ref().and_then(|_| already_failed(run));
+    Undo { command, steps, stays, statement, already_failed }
+}
+
+/// The last rollback that failed on a step still stuck there: the command the note offers runs
+/// that rollback again, so say when it failed, how, and what to fix before running it.
+fn already_failed(run: &RunState) -> Option<String> {
+    let first_end = run.records.iter().find_map(|r| match r.event {
+        Event::RunFinished { .. } => Some(r.seq),
+        _ => None,
+    });
+    let notes = rollbacks(run);
+    let stuck =
+        |step: usize| run.steps.get(&step).is_some_and(|s| s.status == StepStatus::RollbackFailed);
+    let failed = notes.iter().rev().find(|n| n.ok == Some(false) && stuck(n.step))?;
+    let seq = run.records.iter().rev().find_map(|r| match &r.event {
+        Event::RollbackFinished { step, ok: false, .. } if *step == failed.step => Some(r.seq),
+        _ => None,
+    });
+    let by = match (seq, first_end) {
+        (Some(seq), Some(end)) if seq > end => format!("when `runbook rollback {}` ran", run.id),
+        _ => "during the run's own rollback".to_string(),
+    };
+    let last = failed.verify_output.lines().last().or(failed.output.lines().last());
+    let fix = match last {
+        Some(line) => format!(" Fix what made it fail first (its output ends: {line})"),
+        None => " Fix what made it fail first".to_string(),
+    };
+    Some(format!(
+        "This already failed {by}, at {}: the rollback of step {} ({}), `{}`, ended: {}.{fix}, then run the command again; the steps already rolled back are not rolled back twice.",
+        time(failed.at),
+        failed.step,
+        failed.title,
+        failed.command,
+        failed.check
+    ))
 }
 
 fn undo_statement(

@@ -300,3 +300,130 @@ fn headless(chromium: &Path, dir: &Path, args: &[String]) -> Vec<u8> {
     assert!(status.success(), "chromium failed ({status}): {errors}");
     reader.join().unwrap().expect("chromium's output")
 }
+
+/// Step 2's rollback fails, with output saying why; step 3 fails after printing a few lines.
+const ROLLBACK_FAILS: &str = r#"
+[runbook]
+name = "stuck"
+owner = "ops"
+
+[[step]]
+title = "First change"
+kind = "apply"
+run = "echo run 1 >> {{runbook_dir}}/trail"
+rollback = "echo undo 1 >> {{runbook_dir}}/trail"
+
+[[step]]
+title = "Second change"
+kind = "apply"
+run = "echo run 2 >> {{runbook_dir}}/trail"
+rollback = "test -e {{runbook_dir}}/fixed || { echo 'restoring upload.conf'; echo 'cp: cannot create /srv/app/upload.conf: Permission denied' >&2; exit 1; }"
+
+[[step]]
+title = "Third change"
+kind = "apply"
+run = "echo 'uploading 25m test file'; echo 'HTTP 413 Request Entity Too Large'; exit 7"
+rollback = "echo undo 3 >> {{runbook_dir}}/trail"
+"#;
+
+#[test]
+fn the_note_leads_with_the_failed_step_what_was_expected_seen_and_its_last_lines() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        FAILING
+            .replace(
+                "echo run 3 >> {{runbook_dir}}/trail && exit 7",
+                "echo run 3 >> {{runbook_dir}}/trail && echo 'disk full at /srv' && exit 7",
+            )
+            .as_str(),
+    );
+    t.run(&["run", "rb.toml", "--yes"]).code(3);
+    let md = note(&t, "md");
+    let head = "# Run note: three (rolled back)\n\n**Step 3 (Third change) failed.** Expected: exit 0. Seen: expected exit 0, got exit 7.\n\nIts last output lines:\n\n```text\ndisk full at /srv\n```\n";
+    assert!(md.starts_with(head), "{md}");
+    assert!(
+        md.find("disk full").unwrap() < md.find("| Run |").unwrap(),
+        "before the details: {md}"
+    );
+}
+
+#[test]
+fn a_failed_rollback_shows_its_output_and_undo_says_the_command_already_failed() {
+    let t = Runbook::new();
+    t.file("rb.toml", ROLLBACK_FAILS);
+    t.run(&["run", "rb.toml", "--yes"]).code(4);
+    let id = t.last_run_id();
+    let md = note(&t, "md");
+    assert!(
+        md.contains(
+            "**Step 3 (Third change) failed.** Expected: exit 0. Seen: expected exit 0, got exit 7."
+        ),
+        "{md}"
+    );
+    assert!(md.contains("HTTP 413 Request Entity Too Large\n```"), "{md}");
+    assert!(md.contains("**The rollback of step 2 (Second change) FAILED:**"), "{md}");
+    assert!(md.contains("ended: expected exit 0, got exit 1."), "{md}");
+    assert!(
+        md.contains("Its output (last lines):\n\n```text\nrestoring upload.conf\ncp: cannot create /srv/app/upload.conf: Permission denied\n```"),
+        "the rollback's own output: {md}"
+    );
+    let undo = md.split("## How to undo").nth(1).unwrap();
+    assert!(
+        undo.contains(
+            "> **Already failed:** This already failed during the run's own rollback, at "
+        ),
+        "{undo}"
+    );
+    assert!(
+        undo.contains("Fix what made it fail first (its output ends: cp: cannot create /srv/app/upload.conf: Permission denied), then run the command again"),
+        "{undo}"
+    );
+    assert!(undo.contains(&format!("runbook rollback {id}")), "{undo}");
+
+    // The offered command fails again: the note says so; once fixed, it works.
+    t.run(&["rollback", &id, "--yes"]).code(4);
+    let md = note(&t, "md");
+    assert_eq!(md.matches("**The rollback of step 2 (Second change) FAILED:**").count(), 1, "{md}");
+    assert!(
+        md.contains(&format!("This already failed when \\`runbook rollback {id}\\` ran, at ")),
+        "{md}"
+    );
+    t.file("fixed", "");
+    t.run(&["rollback", &id, "--yes"]).success();
+    let md = note(&t, "md");
+    assert!(!md.contains("Already failed"), "nothing left that failed: {md}");
+
+    let html = note(&t, "html");
+    assert!(html.contains("<strong>Step 3 (Third change) failed.</strong>"), "{html}");
+}
+
+#[test]
+fn the_html_note_leads_with_the_failure_in_headless_chromium() {
+    let chromium = which("chromium").expect("chromium is on PATH");
+    let t = Runbook::new();
+    t.file("rb.toml", ROLLBACK_FAILS);
+    t.run(&["run", "rb.toml", "--yes"]).code(4);
+    let page = t.path().join("note.html");
+    t.run(&["report", "last", "--format", "html", "--out", "note.html"]).success();
+    let dom = headless(&chromium, t.path(), &["--dump-dom".into(), file_url(&page)]);
+    let dom = String::from_utf8_lossy(&dom);
+    let failed =
+        dom.find("<strong>Step 3 (Third change) failed.</strong>").expect("the failed step");
+    let undo = dom.find("<h2>How to undo</h2>").expect("the undo section");
+    assert!(failed < undo, "the failure comes first: {dom}");
+    assert!(
+        dom.contains("<strong>The rollback of step 2 (Second change) FAILED:</strong>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("cp: cannot create /srv/app/upload.conf: Permission denied</pre>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(
+            "<strong>Already failed:</strong> This already failed during the run's own rollback"
+        ),
+        "{dom}"
+    );
+}

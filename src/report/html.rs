@@ -74,6 +74,9 @@ dl.facts dt { color: var(--quiet); } dl.facts dd { margin: 0; overflow-wrap: any
 details summary { cursor: pointer; color: var(--quiet); margin-top: 6px; }
 td.good strong { color: var(--good); } td.bad strong { color: var(--bad); }
 footer { margin-top: 40px; color: var(--quiet); font-size: 13px; }
+.failure { border: 1px solid var(--bad); background: #ffebe9; border-radius: 6px; padding: 8px 12px;
+  margin: 10px 0; }
+.failure p { margin: 0 0 6px; } .failure pre { background: #fff; }
 @media print { details { display: block; } .step { break-inside: avoid; } }
 "#;
 
@@ -118,11 +121,13 @@ fn header(out: &mut String, n: &Note) {
     let e = &n.ending;
     let _ = write!(
         out,
-        "<header class=\"{}\">\n<h1>{}</h1>\n<p class=\"status\">{}</p>\n<dl class=\"summary\">\n",
+        "<header class=\"{}\">\n<h1>{}</h1>\n<p class=\"status\">{}</p>\n",
         run_tone(n),
         escape(&n.name),
         escape(&e.status)
     );
+    outcome(out, n);
+    out.push_str("<dl class=\"summary\">\n");
     let ended = e.finished_at.map_or_else(|| "not recorded".to_string(), time);
     let rows = [
         ("Run", code(&n.id)),
@@ -146,6 +151,50 @@ fn header(out: &mut String, n: &Note) {
     }
 }
 
+/// What went wrong, first: each failed step and each failed rollback, with their output.
+fn outcome(out: &mut String, n: &Note) {
+    for f in &n.failed_steps {
+        let expected = if f.expected.is_empty() { "(nothing stated)" } else { &f.expected };
+        let _ = write!(
+            out,
+            "<div class=\"failure\" id=\"failed-step-{}\"><p><strong>Step {} ({}) failed.</strong> \
+             Expected: {}. Seen: {}.</p>",
+            f.number,
+            f.number,
+            escape(&f.title),
+            escape(expected),
+            escape(&f.seen)
+        );
+        if !f.last_lines.is_empty() {
+            let _ =
+                write!(out, "<p>Its last output lines:</p><pre>{}</pre>", escape(&f.last_lines));
+        }
+        out.push_str("</div>\n");
+    }
+    for r in n.failed_rollbacks() {
+        let _ = write!(
+            out,
+            "<div class=\"failure\"><p><strong>The rollback of step {} ({}) FAILED:</strong> {} \
+             ended: {}.</p>",
+            r.step,
+            escape(&r.title),
+            code(&r.command),
+            escape(&r.check)
+        );
+        if !r.output.is_empty() {
+            let _ = write!(out, "<p>Its output (last lines):</p><pre>{}</pre>", escape(&r.output));
+        }
+        if !r.verify_output.is_empty() {
+            let _ = write!(
+                out,
+                "<p>The output of verify_rollback (last lines):</p><pre>{}</pre>",
+                escape(&r.verify_output)
+            );
+        }
+        out.push_str("</div>\n");
+    }
+}
+
 fn undo(out: &mut String, n: &Note) {
     let u = &n.undo;
     let _ = writeln!(
@@ -153,6 +202,13 @@ fn undo(out: &mut String, n: &Note) {
         "<section id=\"undo\">\n<h2>How to undo</h2>\n<p>{}</p>",
         escape(&u.statement)
     );
+    if let Some(failed) = &u.already_failed {
+        let _ = writeln!(
+            out,
+            "<p class=\"warning\"><strong>Already failed:</strong> {}</p>",
+            escape(failed)
+        );
+    }
     if let Some(cmd) = &u.command {
         let _ = writeln!(out, "<pre class=\"undo-cmd\">{}</pre>", escape(cmd));
         out.push_str("<p>It runs these rollbacks, as journalled, newest first:</p>\n<ol>\n");
@@ -304,8 +360,11 @@ fn rollbacks(out: &mut String, n: &Note) {
             _ => "bad",
         };
         let exit = r.exit_code.map_or_else(|| "-".into(), |c| c.to_string());
-        let check =
+        let mut check =
             if r.check.is_empty() { String::new() } else { format!("<br>{}", escape(&r.check)) };
+        if !r.output.is_empty() {
+            check.push_str(&format!("<pre>{}</pre>", escape(&r.output)));
+        }
         let _ = writeln!(
             out,
             "<tr><td class=\"num\">{}</td><td>{} {}</td><td>{}</td>\

@@ -21,6 +21,7 @@ pub fn render(note: &Note) -> String {
 
 fn header(out: &mut String, n: &Note) {
     let _ = writeln!(out, "# Run note: {} ({})\n", text(&n.name), text(&n.ending.status));
+    outcome(out, n);
     for w in &n.ending.warnings {
         let _ = writeln!(out, "> **Note:** {}\n", text(w));
     }
@@ -47,10 +48,52 @@ fn header(out: &mut String, n: &Note) {
     let _ = writeln!(out, "\n**{}**\n", text(&n.summary()[0]));
 }
 
+/// What went wrong, first: each failed step with what was expected, what was seen and its last
+/// output lines; each failed rollback with its own output.
+fn outcome(out: &mut String, n: &Note) {
+    for f in &n.failed_steps {
+        let expected = if f.expected.is_empty() { "(nothing stated)" } else { &f.expected };
+        let _ = writeln!(
+            out,
+            "**Step {} ({}) failed.** Expected: {}. Seen: {}.\n",
+            f.number,
+            text(&f.title),
+            text(expected),
+            text(&f.seen)
+        );
+        if !f.last_lines.is_empty() {
+            let _ = writeln!(out, "Its last output lines:\n\n{}", block("text", &f.last_lines));
+        }
+    }
+    for r in n.failed_rollbacks() {
+        let _ = writeln!(
+            out,
+            "**The rollback of step {} ({}) FAILED:** {} ended: {}.\n",
+            r.step,
+            text(&r.title),
+            code(&r.command),
+            text(&r.check)
+        );
+        if !r.output.is_empty() {
+            let _ = writeln!(out, "Its output (last lines):\n\n{}", block("text", &r.output));
+        }
+        if !r.verify_output.is_empty() {
+            let _ = writeln!(
+                out,
+                "The output of verify_rollback (last lines):\n\n{}",
+                block("text", &r.verify_output)
+            );
+        }
+    }
+}
+
 fn undo(out: &mut String, n: &Note) {
     let u = &n.undo;
     out.push_str("## How to undo\n\n");
     let _ = writeln!(out, "{}\n", text(&u.statement));
+    if let Some(failed) = &u.already_failed {
+        let _ = writeln!(out, "> **Already failed:** {}\n", text(failed));
+    }
     if let Some(cmd) = &u.command {
         let _ = writeln!(out, "{}", block("sh", cmd));
         out.push_str("It runs these rollbacks, as journalled, newest first:\n\n");
@@ -191,6 +234,13 @@ fn rollbacks(out: &mut String, n: &Note) {
         );
         if !r.check.is_empty() {
             let _ = writeln!(out, "   - result: {}", text(&r.check));
+        }
+        if !r.output.is_empty() {
+            let _ = writeln!(
+                out,
+                "   - output (last lines):\n\n{}",
+                indent(&block("text", &r.output), "     ")
+            );
         }
     }
     out.push('\n');
