@@ -19,6 +19,7 @@ pub mod runner;
 pub mod secret;
 pub mod signals;
 pub mod steps;
+pub mod term;
 pub mod ui;
 
 use std::ffi::OsString;

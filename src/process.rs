@@ -84,7 +84,7 @@ pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> 
     {
         anyhow::bail!(
             "the working directory {} does not exist; nothing was run (a retry is safe once it does)",
-            dir.display()
+            crate::term::path(dir)
         );
     }
     let mut expr = duct::cmd("bash", ["-c", spawn.command])

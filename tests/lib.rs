@@ -18,6 +18,7 @@ mod ssh;
 mod state_dir;
 mod support;
 mod team;
+mod terminal;
 mod watch;
 mod watch_run;
 

@@ -25,7 +25,11 @@ pub fn preview_line(work: &Work, env: &[(String, String)]) -> Option<String> {
 pub fn describe_preview(spec: &FlushSpec) -> String {
     match flush::preview(spec, SAMPLES) {
         Ok(p) if p.samples.is_empty() => format!("{} keys match now", p.matched),
-        Ok(p) => format!("{} keys match now, e.g. {}", p.matched, p.samples.join(", ")),
+        Ok(p) => {
+            // Key names are data: a CR or an escape in one must not repaint this line.
+            let samples: Vec<_> = p.samples.iter().map(|k| crate::term::escape(k)).collect();
+            format!("{} keys match now, e.g. {}", p.matched, samples.join(", "))
+        }
         Err(e) => format!("cannot count the matching keys: {e}"),
     }
 }

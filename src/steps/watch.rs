@@ -221,7 +221,8 @@ impl WatchObserver for EngineObserver<'_, '_> {
     fn on_match(&mut self, line: &str) {
         let line = self.ctx.masker.mask(line);
         let _ = std::io::Write::write_all(&mut self.log, format!("{line}\n").as_bytes());
-        self.ctx.ui.say(&format!("  {} {line}", self.ctx.ui.bad("match:")));
+        let shown = crate::term::escape(&line);
+        self.ctx.ui.say(&format!("  {} {shown}", self.ctx.ui.bad("match:")));
     }
 
     fn on_progress(&mut self, lines: u64, matches: u64) {
@@ -258,7 +259,7 @@ fn verdict(spec: &WatchSpec, outcome: &WatchOutcome) -> (crate::journal::Outcome
     let patterns = spec.fail_on.join(" | ");
     let seen = format!("{} lines, {} matching {patterns}", outcome.lines, outcome.matches);
     let file = match &spec.source {
-        WatchSource::File(path) => path.display().to_string(),
+        WatchSource::File(path) => crate::term::path(path),
         WatchSource::Command(_) => String::new(),
     };
     let took = crate::runbook::duration::human(spec.duration);
