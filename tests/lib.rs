@@ -14,6 +14,7 @@ mod measure;
 mod rehearse;
 mod run;
 mod schema;
+mod secrets;
 mod ssh;
 mod state_dir;
 mod support;

@@ -11,7 +11,7 @@ use super::RestoreReport;
 #[derive(thiserror::Error, Debug)]
 pub enum FlushError {
     #[error(
-        "invalid Redis URL {url}: {detail}; expected redis://[user:password@]host:port/db; nothing was done, fix the URL before retrying"
+        "invalid Redis URL {url}: {detail}; expected redis://host:port/db, with any user and password (percent-encoded) before the host; nothing was done, fix the URL before retrying"
     )]
     InvalidUrl { url: String, detail: String },
 
