@@ -8,7 +8,12 @@ use redis::Commands;
 use crate::support::{Outcome, RedisServer, Runbook};
 
 /// Everything a finished run left readable, by where it was read.
-fn everything(t: &Runbook, store: &RedisServer, run: &Outcome, name: &str) -> Vec<(String, String)> {
+fn everything(
+    t: &Runbook,
+    store: &RedisServer,
+    run: &Outcome,
+    name: &str,
+) -> Vec<(String, String)> {
     let mut seen = vec![("run output".to_string(), format!("{}{}", run.stdout, run.stderr))];
     // A flush backup holds the deleted keys themselves, names included: that is data, not text
     // the program wrote about the run.
