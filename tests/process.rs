@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::support::{Outcome, Runbook};
@@ -69,16 +71,15 @@ impl Background {
         }
     }
 
-    fn signal(&self, signal: i32) {
-        // SAFETY: signalling the child this test started.
-        unsafe { libc::kill(self.0.id() as i32, signal) };
+    fn signal(&self, signal: Signal) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.0.id() as i32), signal);
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            self.signal(libc::SIGTERM);
+            self.signal(Signal::SIGTERM);
             std::thread::sleep(Duration::from_secs(3));
             let _ = self.0.kill();
             let _ = self.0.wait();
@@ -175,8 +176,8 @@ fn a_timeout_fails_the_step_and_ends_its_whole_process_group() {
     assert_eq!(spawn_yes(&rb, &file).wait(Duration::from_secs(10)), 3);
     let left = processes_with(&marker);
     for (pid, _) in &left {
-        // SAFETY: these are the test's own processes, left behind by the failure being reported.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
+        // These are the test's own processes, left behind by the failure being reported.
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     assert!(left.is_empty(), "processes of the timed-out step are still alive: {left:#?}");
     assert_eq!(rb.read("ran.log"), "1\n", "step 3 ran after the timeout");
@@ -415,7 +416,7 @@ fn interrupted_run(rb: &Runbook) -> (PathBuf, String) {
     let file = runbook(rb, &steps);
     let mut child = spawn_yes(rb, &file);
     wait_until("step 3 to start", || rb.read("ran.log") == "1\n2\n3\n");
-    child.signal(libc::SIGINT);
+    child.signal(Signal::SIGINT);
     assert_eq!(child.wait(Duration::from_secs(30)), 130);
     assert_eq!(rb.read("undo.log"), "", "--yes leaves the rollback to a person");
     (file, rb.last_run_id())
@@ -576,7 +577,7 @@ fn stopped_step_leaves_nothing(signal: nix::sys::signal::Signal) {
     wait_until("the step's processes", || rb.read("ran.log") == "started\n");
     let pids = step_pids(&rb);
     assert_eq!(pids.len(), 3, "{pids:?}");
-    child.signal(signal as i32);
+    child.signal(signal);
     // The grace period is 2 s; the run ends once every process of the step is gone.
     assert_eq!(child.wait(Duration::from_secs(15)), 130);
     assert_all_gone(&pids, signal.as_str());

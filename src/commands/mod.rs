@@ -66,10 +66,10 @@ fn prints_only(command: &Command) -> bool {
 /// Restore the default SIGPIPE (Rust ignores it) so a closed pipe ends the process like any Unix
 /// tool. Not for commands that run steps: a closed stdout must never stop a deploy halfway.
 fn die_quietly_on_broken_pipe() {
-    // SAFETY: setting a signal's disposition to its default.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restoring the default disposition installs no handler, so nothing can run in
+    // signal context. (nix keeps `signal` unsafe for the handler case.)
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// The plan as it was: same run id and folder, same environment, and the variable values the

@@ -4,11 +4,12 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::Refused;
@@ -26,7 +27,8 @@ pub struct Holder {
 /// Held until dropped (or the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    file: File,
+    /// Unlocked when dropped, after `Drop for RunLock` has emptied it.
+    file: Flock<File>,
     pub path: PathBuf,
     /// Set when the previous holder died without releasing the lock.
     pub stale: Option<Holder>,
@@ -52,11 +54,13 @@ pub fn acquire(path: &Path, holder: &Holder) -> Result<RunLock> {
     )
     .with_context(|| format!("cannot open the lock {}", path.display()))?;
     let previous = read_holder(&mut file);
-    // SAFETY: flock on a file descriptor we own.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
-        return Err(refusal(previous.as_ref()).into());
-    }
+    let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, Errno::EWOULDBLOCK)) => return Err(refusal(previous.as_ref()).into()),
+        Err((_, e)) => {
+            bail!("cannot lock {}: {e}; nothing was run (a retry is safe)", path.display())
+        }
+    };
     // A clean release empties the file, so a holder still written there died holding the lock.
     let stale = previous;
     file.set_len(0)?;

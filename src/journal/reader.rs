@@ -168,8 +168,13 @@ impl RunState {
 
 pub fn process_alive(pid: u32) -> bool {
     // Signal 0 checks that the process exists without touching it.
+    use nix::errno::Errno;
     let Ok(pid) = i32::try_from(pid) else { return false };
-    unsafe { libc::kill(pid, 0) == 0 }
+    // EPERM: it exists, under another user.
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Ok(()) | Err(Errno::EPERM)
+    )
 }
 
 /// Read the journal of the run in `dir`.

@@ -88,10 +88,9 @@ mod fault {
         });
         let written = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
         if *limit == Some(written) {
-            // SAFETY: the process kills itself; nothing after this runs.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            // The process kills itself; nothing after this runs.
+            let _ =
+                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

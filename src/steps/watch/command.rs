@@ -82,10 +82,8 @@ struct Group(i32);
 
 impl Group {
     fn kill(&self) {
-        // SAFETY: killpg only sends a signal; the id is our child's, which leads its own group.
-        unsafe {
-            libc::killpg(self.0, libc::SIGKILL);
-        }
+        // The id is our child's, which leads its own group; a group already gone is fine.
+        crate::process::kill_group(self.0, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
