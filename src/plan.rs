@@ -211,7 +211,7 @@ impl PlannedStep {
         if let Work::Measure { fail_if, .. } = &self.work
             && !fail_if.is_empty()
         {
-            parts.push(format!("fails if {}", fail_if.join(" or ")));
+            parts.push(format!("no fail_if true ({})", fail_if.join("; ")));
         }
         parts.join("; ")
     }

@@ -31,6 +31,7 @@ title = "Measure p95 after"
 kind = "measure"
 run = "cat {{runbook_dir}}/latency"
 capture = ["p95=(?P<p95_ms>\\d+)"]
+fail_if = ["p95_ms > before"]
 "#;
 
 /// Three steps appending to `trail`; step 3 fails after it has partly applied.
@@ -78,7 +79,7 @@ fn the_note_shows_a_metric_before_after_and_its_change() {
     assert!(md.contains("| 2 | Turn on the cache | apply | alice | ok | 0 |"), "{md}");
 
     assert!(out.stderr.contains("steps: 3 ok, 0 failed, 0 skipped, 0 rolled back"), "{out:?}");
-    assert!(out.stderr.contains("p95_ms: 120 ms -> 80 ms (-40 ms, -33.3%)"), "{out:?}");
+    assert!(out.stderr.contains("p95_ms: 120 ms -> 80 ms (-40 ms, -33.3%, good)"), "{out:?}");
     let id = t.last_run_id();
     let saved = t.state_dir().join("runs").join(&id).join("report.md");
     assert!(out.stderr.contains(&format!("note: {}", saved.display())), "{out:?}");
@@ -222,6 +223,10 @@ fn the_html_note_renders_in_headless_chromium() {
         "the metric row: {dom}"
     );
     assert!(dom.contains("-40 ms") && dom.contains("-33.3%"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"good judged\"><strong>✓ good</strong><br>fail_if `p95_ms &gt; before` is false: 80 ms &gt; 120 ms, before = 120 ms (step 1)</td>"),
+        "the change is marked good by its fail_if: {dom}"
+    );
     for title in ["Measure p95 before", "Turn on the cache", "Measure p95 after"] {
         assert!(dom.contains(&format!("<span class=\"title\">{title}</span>")), "{title}: {dom}");
     }
