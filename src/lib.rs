@@ -7,6 +7,7 @@
 pub mod cli;
 mod commands;
 pub mod engine;
+pub mod fleet;
 pub mod gate;
 pub mod journal;
 pub mod plan;

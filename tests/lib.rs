@@ -23,6 +23,7 @@ mod terminal;
 mod watch;
 mod watch_run;
 
+mod fleet;
 mod flush;
 mod flush_run;
 mod hosts;
