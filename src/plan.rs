@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::runbook::model::*;
-use crate::runbook::template::substitute;
+use crate::runbook::parse::regex_of;
+use crate::runbook::shell::{self, Spot};
+use crate::runbook::template::{Placeholder, placeholders, substitute, substitute_each};
 use crate::secret::{self, MASK, Masker, redact};
 
 /// What one step (or one rollback) does, fully rendered. This is what the journal records, so a
@@ -272,9 +274,10 @@ impl Plan {
         vars.dry = ctx.dry;
         let mut values = vars.resolve_all(ctx.ask_secret)?;
         check_secrets(rb, env, ctx.overrides, &mut values)?;
+        // In a dry plan a secret's text is only `***`: nothing to hand on or mask.
         let secret_env: Vec<(String, String)> = values
             .iter()
-            .filter(|(_, v)| v.secret)
+            .filter(|(_, v)| v.secret && !ctx.dry)
             .map(|(k, v)| (secret_env_name(k), v.text.clone()))
             .collect();
         let masker = Masker::new(secret_env.iter().map(|(_, v)| v.clone()));
@@ -286,7 +289,8 @@ impl Plan {
             .collect();
         check_defined(rb, env, &values)?;
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
-        let steps: Vec<PlannedStep> = rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect();
+        let steps: Vec<PlannedStep> =
+            rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect::<Result<_>>()?;
         if !ctx.dry && steps.iter().any(|s| s.on.is_some() && s.excluded.is_none()) {
             bail!(
                 "this runbook has steps `on` host groups, which `plan` and `check` understand but this version cannot run yet (nothing was run)"
@@ -399,7 +403,8 @@ fn check_secrets(
         if !v.secret && secret::holds_url_password(&v.text) {
             v.secret = true;
         }
-        if v.secret && secret::too_short(&v.text) {
+        // In a dry plan a secret is only `***`: it was never read, so there is nothing to measure.
+        if v.secret && v.text != MASK && secret::too_short(&v.text) {
             bail!(
                 "variable `{name}` is secret and its value ({}) is {} characters long; expected at least {}: {} (nothing was run)",
                 source_of(rb, env, overrides, name),
@@ -460,9 +465,13 @@ fn choose_env<'r>(rb: &'r Runbook, wanted: Option<&str>) -> Result<Option<&'r st
     }
 }
 
-/// Resolves variables: built-ins, then [vars], then [env.NAME.vars], then --var.
+/// Resolves variables: built-ins, then [vars], then [env.NAME.vars], then --var. Only values
+/// written in the runbook are filled; a value given with --var, read from the environment or a
+/// file is taken as it is (`{{x}}` in it stays `{{x}}`).
 struct Resolver<'a> {
     defs: BTreeMap<String, (VarSource, bool)>,
+    /// Values given with --var, by name.
+    given: BTreeMap<String, String>,
     done: BTreeMap<String, Value>,
     runbook_dir: &'a Path,
     dry: bool,
@@ -475,14 +484,15 @@ impl<'a> Resolver<'a> {
         for v in rb.vars.iter().chain(env_vars.into_iter().flatten()) {
             defs.insert(v.name.clone(), (v.source.clone(), v.secret));
         }
+        let mut given = BTreeMap::new();
         for (k, v) in ctx.overrides {
-            let Some((_, secret)) = defs.get(k) else {
+            if !defs.contains_key(k) {
                 bail!(
                     "--var {k}=...: {} declares no variable `{k}`; declare it in [vars]",
                     rb.path.display()
                 )
-            };
-            defs.insert(k.clone(), (VarSource::Value(v.clone()), *secret));
+            }
+            given.insert(k.clone(), v.clone());
         }
         let runbook_dir =
             rb.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -499,7 +509,7 @@ impl<'a> Resolver<'a> {
         for (k, v) in builtins {
             done.insert(k.to_string(), Value { text: v, secret: false });
         }
-        Ok(Resolver { defs, done, runbook_dir, dry: false })
+        Ok(Resolver { defs, given, done, runbook_dir, dry: false })
     }
 
     fn resolve_all(&mut self, mut ask: Option<AskSecret<'_>>) -> Result<BTreeMap<String, Value>> {
@@ -527,12 +537,14 @@ impl<'a> Resolver<'a> {
             format!("variable `{name}`{user} is not defined in this environment; define it in [vars] or in this environment's [env.NAME.vars] (nothing was run)")
         })?;
         if secret && self.dry {
-            // Recorded like any value, so the check that every used name is defined finds it.
-            let masked = Value { text: MASK.to_string(), secret: false };
-            self.done.insert(name.to_string(), masked.clone());
-            return Ok(masked);
+            // Recorded like any value, so the check that every used name is defined finds it; still
+            // a secret, so a command shows its reference exactly as bash will get it.
+            let value = Value { text: MASK.to_string(), secret: true };
+            self.done.insert(name.to_string(), value.clone());
+            return Ok(value);
         }
         let text = match source {
+            _ if self.given.contains_key(name) => self.given[name].clone(),
             VarSource::Value(t) => {
                 stack.push(name.to_string());
                 let filled = self.fill(&t, stack, ask);
@@ -603,14 +615,82 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
-    /// For text that goes to a shell: a secret becomes a reference to its environment variable,
-    /// so the value never appears on a command line (`ps`) or in the journal.
-    fn shell(&self, t: &Template) -> String {
-        substitute(&t.text, |n| {
-            self.values.get(n).map(|v| {
-                if v.secret { format!("${{{}}}", secret_env_name(n)) } else { v.text.clone() }
-            })
+    /// For text that goes to bash: each value is written for where it sits in bash's quoting (see
+    /// `runbook::shell`), so bash reads exactly the value, whatever it holds. A secret becomes a
+    /// reference to its environment variable, so the value never appears on a command line
+    /// (`ps`) or in the journal. `{{raw:name}}` splices the value as it is.
+    fn shell(&self, t: &Template) -> Result<String, String> {
+        let Ok(found) = placeholders(&t.text) else { return Ok(t.text.clone()) };
+        let spots = shell::spots(&t.text, &found);
+        let mut out = String::with_capacity(t.text.len());
+        let mut heredocs = Vec::new();
+        let mut last = 0;
+        for (p, spot) in found.iter().zip(spots) {
+            out.push_str(&t.text[last..p.range.start]);
+            last = p.range.end;
+            let Some(v) = self.values.get(p.name) else {
+                out.push_str(&t.text[p.range.clone()]);
+                continue;
+            };
+            let start = out.len();
+            let written = shell_value(p, v, &spot)
+                .map_err(|why| format!("the value of `{}` cannot be used there: {why}", p.name))?;
+            out.push_str(&written);
+            if let Ok(spot @ Spot::Heredoc { .. }) = spot {
+                heredocs.push((p.name, start..out.len(), spot));
+            }
+        }
+        out.push_str(&t.text[last..]);
+        for (name, range, spot) in heredocs {
+            if shell::ends_heredoc(&out, range, &spot) && !self.values[name].secret {
+                return Err(format!(
+                    "the value of `{name}` holds a line that would end its here-document early"
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For text that is shown or compared as it is (a title, an expected text, instructions):
+    /// a secret is shown as `***`, as it appears in masked output.
+    fn text(&self, text: &str) -> String {
+        substitute(text, |n| self.values.get(n).map(|v| shown(v).to_string()))
+    }
+
+    /// For a regular expression: each value is matched literally, unless it is `{{raw:name}}`.
+    fn regex(&self, pattern: &str) -> String {
+        substitute_each(pattern, |p| {
+            let v = shown(self.values.get(p.name)?);
+            Some(if p.raw { v.to_string() } else { regex::escape(v) })
         })
+    }
+
+    /// A regex, filled and compiled now so that a bad one stops the run before anything runs.
+    fn checked_regex(&self, key: &str, t: &Template) -> Result<String, String> {
+        let pattern = self.regex(&t.text);
+        match regex::Regex::new(&pattern) {
+            Ok(_) => Ok(pattern),
+            Err(e) => {
+                Err(format!("`{key}` is not a valid regex once filled in (/{pattern}/): {e}"))
+            }
+        }
+    }
+
+    fn expect(&self, e: &ExpectDef) -> Result<Expect, String> {
+        let stdout = match &e.stdout {
+            None => None,
+            Some(t) => Some(match regex_of(&t.text) {
+                Some(pattern) => {
+                    let t = Template { text: pattern.to_string(), span: t.span.clone() };
+                    let filled = self.checked_regex("expect.stdout", &t)?;
+                    // Already compiled by checked_regex.
+                    OutputMatch::Regex(regex::Regex::new(&filled).map_err(|e| e.to_string())?)
+                }
+                None => OutputMatch::Contains(self.text(&t.text)),
+            }),
+        };
+        let note = e.note.as_ref().map(|t| self.text(&t.text));
+        Ok(Expect { exit: e.exit, stdout, note })
     }
 
     /// For values the program uses itself (a Redis URL, a pattern, a file to watch, a cwd): a
@@ -629,13 +709,15 @@ impl Renderer<'_> {
     }
 
     /// A step's work, rollback and verify_rollback, rendered.
-    fn step_work(&self, s: &Step) -> (Work, Option<Work>, Option<Work>) {
+    fn step_work(&self, s: &Step) -> Result<(Work, Option<Work>, Option<Work>), String> {
         let timeout_ms = s.timeout.map(millis);
         let cwd = s.cwd.as_ref().map(|c| self.value(c));
-        let shell = |t: &Template| Work::Shell { run: self.shell(t), cwd: cwd.clone(), timeout_ms };
-        let work = self.work(s, &shell);
+        let shell = |t: &Template| -> Result<Work, String> {
+            Ok(Work::Shell { run: self.shell(t)?, cwd: cwd.clone(), timeout_ms })
+        };
+        let work = self.work(s, &shell)?;
         let rollback = match (&s.action, &s.rollback) {
-            (_, Some(r)) => Some(shell(r)),
+            (_, Some(r)) => Some(shell(r)?),
             (Action::Flush(f), None) if f.backup => Some(Work::Restore {
                 redis: self.value(&f.redis),
                 backup_file: self.backup_file(s.number),
@@ -643,11 +725,17 @@ impl Renderer<'_> {
             }),
             _ => None,
         };
-        (work, rollback, s.verify_rollback.as_ref().map(shell))
+        Ok((work, rollback, s.verify_rollback.as_ref().map(shell).transpose()?))
     }
 
-    fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> PlannedStep {
-        let (work, rollback, verify_rollback) = self.step_work(s);
+    /// A step rendered; a value that cannot be used where it sits names the step.
+    fn step(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> Result<PlannedStep> {
+        let in_step = |why: String| anyhow::anyhow!("step {}: {why} (nothing was run)", s.number);
+        self.step_or(rb, s, env).map_err(in_step)
+    }
+
+    fn step_or(&self, rb: &Runbook, s: &Step, env: Option<&str>) -> Result<PlannedStep, String> {
+        let (work, rollback, verify_rollback) = self.step_work(s)?;
         let excluded = match (&s.only_env, env) {
             (Some(only), e) if !only.iter().any(|o| Some(o.text.as_str()) == e) => {
                 let names: Vec<&str> = only.iter().map(|o| o.text.as_str()).collect();
@@ -655,10 +743,10 @@ impl Renderer<'_> {
             }
             _ => None,
         };
-        PlannedStep {
+        Ok(PlannedStep {
             number: s.number,
             id: s.id.clone(),
-            title: s.title.clone(),
+            title: self.text(&s.title.text),
             kind: s.kind,
             owner: s
                 .owner
@@ -668,16 +756,22 @@ impl Renderer<'_> {
             work,
             rollback,
             verify_rollback,
-            expect: s.expect.clone(),
+            expect: self.expect(&s.expect)?,
             irreversible: s.irreversible.clone(),
             retries: s.retries,
-            on: s.on.as_ref().map(|on| self.on_hosts(rb, s, env, &on.text)),
+            on: s.on.as_ref().map(|on| self.on_hosts(rb, s, env, &on.text)).transpose()?,
             excluded,
-        }
+        })
     }
 
     /// The step rendered once per host of its group, with `{{host}}` set to that host.
-    fn on_hosts(&self, rb: &Runbook, s: &Step, env: Option<&str>, group: &str) -> OnHosts {
+    fn on_hosts(
+        &self,
+        rb: &Runbook,
+        s: &Step,
+        env: Option<&str>,
+        group: &str,
+    ) -> Result<OnHosts, String> {
         let names = env
             .and_then(|e| rb.envs.get(e))
             .and_then(|e| e.hosts.iter().find(|g| g.name.text == group))
@@ -689,11 +783,11 @@ impl Renderer<'_> {
                 let mut values = self.values.clone();
                 values.insert("host".into(), Value { text: host.clone(), secret: false });
                 let here = Renderer { values: &values, run_dir: self.run_dir };
-                let (work, rollback, verify_rollback) = here.step_work(s);
-                HostWork { host, work, rollback, verify_rollback }
+                let (work, rollback, verify_rollback) = here.step_work(s)?;
+                Ok(HostWork { host, work, rollback, verify_rollback })
             })
-            .collect();
-        OnHosts { group: group.to_string(), hosts }
+            .collect::<Result<_, String>>()?;
+        Ok(OnHosts { group: group.to_string(), hosts })
     }
 
     /// `[ssh]` made concrete: the config file's path rendered, the defaults filled in.
@@ -711,10 +805,14 @@ impl Renderer<'_> {
         self.run_dir.join(format!("flush-step-{step:02}.backup")).display().to_string()
     }
 
-    fn work(&self, s: &Step, shell: &dyn Fn(&Template) -> Work) -> Work {
-        match &s.action {
-            Action::Shell(t) => shell(t),
-            Action::Manual(t) => Work::Manual { instructions: self.value(t) },
+    fn work(
+        &self,
+        s: &Step,
+        shell: &dyn Fn(&Template) -> Result<Work, String>,
+    ) -> Result<Work, String> {
+        Ok(match &s.action {
+            Action::Shell(t) => shell(t)?,
+            Action::Manual(t) => Work::Manual { instructions: self.text(&t.text) },
             Action::Flush(f) => Work::Flush {
                 redis: self.value(&f.redis),
                 patterns: f.patterns.iter().map(|p| self.value(p)).collect(),
@@ -726,30 +824,35 @@ impl Renderer<'_> {
             Action::Watch(w) => {
                 let (file, command) = match &w.source {
                     WatchSourceDef::File(t) => (Some(self.value(t)), None),
-                    WatchSourceDef::Command(t) => (None, Some(self.shell(t))),
+                    WatchSourceDef::Command(t) => (None, Some(self.shell(t)?)),
                 };
+                let fail_on = w.fail_on.iter().map(|t| self.checked_regex("fail_on", t));
+                let until = w.until.as_ref().map(|t| self.checked_regex("until", t));
                 Work::Watch {
                     file,
                     command,
                     for_ms: millis(w.duration),
-                    fail_on: w.fail_on.clone(),
+                    fail_on: fail_on.collect::<Result<_, _>>()?,
                     max: w.max,
-                    until: w.until.clone(),
+                    until: until.transpose()?,
                     wait_for_file: w.wait_for_file,
                 }
             }
-            Action::Measure(m) => self.measure(m, s),
-        }
+            Action::Measure(m) => self.measure(m, s)?,
+        })
     }
 
-    fn measure(&self, m: &MeasureDef, s: &Step) -> Work {
+    fn measure(&self, m: &MeasureDef, s: &Step) -> Result<Work, String> {
         let fail_if: Vec<String> = s.fail_if.iter().map(|t| t.text.clone()).collect();
         let cwd = s.cwd.as_ref().map(|c| self.value(c));
         let timeout_ms = s.timeout.map(millis);
-        match m {
+        let capture = |patterns: &[Template]| -> Result<Vec<String>, String> {
+            patterns.iter().map(|t| self.checked_regex("capture", t)).collect()
+        };
+        Ok(match m {
             MeasureDef::Command { run, patterns } => Work::Measure {
-                run: Some(self.shell(run)),
-                capture: patterns.clone(),
+                run: Some(self.shell(run)?),
+                capture: capture(patterns)?,
                 http: None,
                 requests: 0,
                 redis: None,
@@ -780,7 +883,28 @@ impl Renderer<'_> {
                 timeout_ms,
                 fail_if: fail_if.clone(),
             },
-        }
+        })
+    }
+}
+
+/// A value as it may be shown: a secret as `***`.
+fn shown(v: &Value) -> &str {
+    if v.secret { MASK } else { &v.text }
+}
+
+/// One placeholder's value written into shell text at `spot`.
+fn shell_value(
+    p: &Placeholder<'_>,
+    v: &Value,
+    spot: &Result<Spot, shell::Misplaced>,
+) -> Result<String, String> {
+    let reference = || format!("${{{}}}", secret_env_name(p.name));
+    match (p.raw, spot) {
+        (true, _) if v.secret => Ok(reference()),
+        (true, _) => Ok(v.text.clone()),
+        (false, Err(m)) => Err(m.explain().0.to_string()),
+        (false, Ok(spot)) if v.secret => shell::reference(spot, &secret_env_name(p.name)),
+        (false, Ok(spot)) => shell::quote(spot, &v.text),
     }
 }
 

@@ -20,6 +20,7 @@ mod state_dir;
 mod support;
 mod team;
 mod terminal;
+mod values;
 mod watch;
 mod watch_run;
 

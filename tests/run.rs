@@ -113,7 +113,7 @@ fn plan_shows_prompted_and_unset_variables_instead_of_failing() {
     let out = t.run(&["plan", "rb.toml"]).success();
     assert!(
         out.stdout.contains(
-            "echo <asked at run time: Version to deploy> <$RUNBOOK_TEST_UNSET_REGION is not set>"
+            "echo '<asked at run time: Version to deploy>' '<$RUNBOOK_TEST_UNSET_REGION is not set>'"
         ),
         "{out:?}"
     );

@@ -20,11 +20,20 @@ pub fn run(files: &[PathBuf], as_json: bool) -> Result<i32> {
             Ok(rb) => {
                 let n = rb.steps.len();
                 let steps = if n == 1 { "1 step".to_string() } else { format!("{n} steps") };
-                println!("ok: {} ({}, {steps})", file.display(), rb.name);
+                let warned = rb.warnings.len();
+                if warned > 0 {
+                    eprintln!("{}", Report::new(file, &rb.source, rb.warnings.clone()));
+                }
+                let warnings = match warned {
+                    0 => String::new(),
+                    1 => ", 1 warning".to_string(),
+                    n => format!(", {n} warnings"),
+                };
+                println!("ok: {} ({}, {steps}{warnings})", file.display(), rb.name);
             }
             Err(LoadError::Invalid(report)) => {
                 eprint!("{report}");
-                let n = report.diagnostics.len();
+                let n = report.errors();
                 eprintln!("\n{}: {n} problem{}\n", file.display(), if n == 1 { "" } else { "s" });
                 worst = code::INVALID;
             }
@@ -44,9 +53,13 @@ fn run_json(files: &[PathBuf]) -> Result<i32> {
     for file in files {
         let path = file.display().to_string();
         let entry = match load(file) {
-            Ok(rb) => json!({
-                "file": path, "ok": true, "name": rb.name, "steps": rb.steps.len(), "diagnostics": []
-            }),
+            Ok(rb) => {
+                let warnings = diagnostics(&Report::new(file, &rb.source, rb.warnings.clone()));
+                json!({
+                    "file": path, "ok": true, "name": rb.name, "steps": rb.steps.len(),
+                    "diagnostics": warnings
+                })
+            }
             Err(LoadError::Invalid(report)) => {
                 worst = code::INVALID;
                 json!({ "file": path, "ok": false, "diagnostics": diagnostics(&report) })
@@ -85,7 +98,7 @@ fn diagnostics(report: &Report) -> Vec<Value> {
                 "message": d.message,
                 "expected": d.expected,
                 "hint": d.hint,
-                "severity": "error",
+                "severity": if d.is_error() { "error" } else { "warning" },
             })
         })
         .collect()

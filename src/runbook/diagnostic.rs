@@ -8,9 +8,18 @@ use std::path::{Path, PathBuf};
 /// A byte range in the runbook's source text.
 pub type Span = Range<usize>;
 
+/// Whether a diagnostic makes the file invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    /// Shown by `check`; the file is still valid.
+    Warning,
+}
+
 /// One problem in a runbook file.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub span: Span,
     pub message: String,
     pub expected: Option<String>,
@@ -19,7 +28,17 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { span, message: message.into(), expected: None, hint: None }
+        let message = message.into();
+        Diagnostic { severity: Severity::Error, span, message, expected: None, hint: None }
+    }
+
+    /// Something worth a look that does not make the file invalid.
+    pub fn warning(span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::new(span, message) }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 
     pub fn expected(mut self, expected: impl Into<String>) -> Diagnostic {
@@ -72,12 +91,18 @@ impl Report {
         Report { path: path.to_path_buf(), source: source.to_string(), diagnostics }
     }
 
+    /// How many of the diagnostics are errors (the rest are warnings).
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
     fn write_one(&self, f: &mut fmt::Formatter<'_>, d: &Diagnostic) -> fmt::Result {
         let pos = position(&self.source, d.span.start);
         let line_text = self.source.lines().nth(pos.line - 1).unwrap_or("");
         let gutter = pos.line.to_string().len();
         let pad = " ".repeat(gutter);
-        writeln!(f, "error: {}", d.message)?;
+        let label = if d.is_error() { "error" } else { "warning" };
+        writeln!(f, "{label}: {}", d.message)?;
         writeln!(f, "{pad}--> {}:{}:{}", self.path.display(), pos.line, pos.column)?;
         writeln!(f, "{pad} |")?;
         writeln!(f, "{} | {}", pos.line, line_text)?;

@@ -1,11 +1,9 @@
 //! The keys of the kinds that are not plain shell commands: flush, watch and measure.
 
-use regex::Regex;
-
 use super::diagnostic::{Diagnostic, Span};
 use super::fields::Fields;
 use super::model::*;
-use super::parse::bad_regex;
+use super::parse::check_regex;
 
 pub const FLUSH_KEYS: &[&str] = &["redis", "pattern", "max_keys", "backup", "batch"];
 pub const WATCH_KEYS: &[&str] =
@@ -134,18 +132,13 @@ pub fn read_fail_if(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Temp
     items.into_iter().map(|(text, span)| Template { text, span }).collect()
 }
 
-/// A list of regexes; each bad one is reported at its own span.
-fn regexes(f: &mut Fields<'_, '_>, key: &str, d: &mut Vec<Diagnostic>) -> Vec<String> {
+/// A list of regexes; each bad one is reported at its own span. Placeholders are filled at plan
+/// time, each matching its value literally.
+fn regexes(f: &mut Fields<'_, '_>, key: &str, d: &mut Vec<Diagnostic>) -> Vec<Template> {
     let items: Vec<(String, Span)> = f.strings(key, d).unwrap_or_default();
     items
         .into_iter()
-        .filter(|(p, span)| match Regex::new(p) {
-            Ok(_) => true,
-            Err(e) => {
-                d.push(bad_regex(span.clone(), p, &e));
-                false
-            }
-        })
-        .map(|(p, _)| p)
+        .filter(|(p, span)| check_regex(p, span, d).is_some())
+        .map(|(text, span)| Template { text, span })
         .collect()
 }

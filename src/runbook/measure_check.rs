@@ -45,7 +45,7 @@ fn known_metrics(def: &MeasureDef) -> (Vec<String>, bool) {
         MeasureDef::Command { patterns, .. } => {
             let names = patterns
                 .iter()
-                .filter_map(|p| Regex::new(p).ok())
+                .filter_map(|p| Regex::new(&super::template::regex_stand_in(&p.text)).ok())
                 .flat_map(|re| re.capture_names().flatten().map(String::from).collect::<Vec<_>>())
                 .collect();
             (names, false)

@@ -11,6 +11,7 @@ mod measure_check;
 pub mod model;
 pub mod parse;
 pub mod schema;
+pub mod shell;
 pub mod template;
 pub mod validate;
 

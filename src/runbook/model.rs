@@ -31,6 +31,8 @@ pub struct Runbook {
     pub ssh: SshDef,
     /// `[rollout]`: how steps `on` a group spread over its hosts.
     pub rollout: RolloutDef,
+    /// What `check` shows without refusing the file (such as each `{{raw:name}}` in a command).
+    pub warnings: Vec<super::diagnostic::Diagnostic>,
 }
 
 /// A text that may hold `{{var}}` placeholders, and where it sits in the file.
@@ -193,11 +195,11 @@ pub struct Step {
     pub number: usize,
     pub id: Option<String>,
     pub id_span: Span,
-    pub title: String,
+    pub title: Template,
     pub kind: Kind,
     pub owner: Option<String>,
     pub action: Action,
-    pub expect: Expect,
+    pub expect: ExpectDef,
     pub rollback: Option<Template>,
     pub irreversible: Option<String>,
     pub timeout: Option<Duration>,
@@ -243,9 +245,10 @@ pub enum WatchSourceDef {
 pub struct WatchDef {
     pub source: WatchSourceDef,
     pub duration: Duration,
-    pub fail_on: Vec<String>,
+    /// Regexes; a placeholder's value in them is matched literally.
+    pub fail_on: Vec<Template>,
     pub max: u64,
-    pub until: Option<String>,
+    pub until: Option<Template>,
     /// `wait_for_file = true`: the file may appear during the watch; without it, a file that does
     /// not exist when the watch starts fails the step at once.
     pub wait_for_file: bool,
@@ -253,12 +256,21 @@ pub struct WatchDef {
 
 #[derive(Debug)]
 pub enum MeasureDef {
-    Command { run: Template, patterns: Vec<String> },
+    Command { run: Template, patterns: Vec<Template> },
     Http { url: Template, requests: u32, timeout: Duration },
     Redis { url: Template, pattern: Option<Template> },
 }
 
-/// What a step's result must look like.
+/// What a step's result must look like, as written: its texts may hold placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct ExpectDef {
+    pub exit: i32,
+    /// `"text"` or `"/regex/"`, checked (with placeholders standing for any literal text).
+    pub stdout: Option<Template>,
+    pub note: Option<Template>,
+}
+
+/// What a step's result must look like, filled in for one run.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
     pub exit: i32,

@@ -66,7 +66,10 @@ pub fn parse(path: &Path, source: String) -> Result<Runbook, LoadError> {
         validate::check(rb, &mut d);
     }
     match runbook {
-        Some(rb) if d.is_empty() => Ok(rb),
+        Some(mut rb) if !d.iter().any(Diagnostic::is_error) => {
+            rb.warnings = d;
+            Ok(rb)
+        }
         _ => Err(LoadError::Invalid(Box::new(Report::new(path, &source, d)))),
     }
 }
@@ -103,6 +106,7 @@ fn read_document(
         store_redis,
         ssh,
         rollout,
+        warnings: Vec::new(),
     })
 }
 
@@ -273,7 +277,10 @@ fn read_steps(top: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Step> {
 }
 
 fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Step> {
-    let title = f.required_string("title", d);
+    if !f.has("title") {
+        d.push(f.missing("title", "a string"));
+    }
+    let title = f.template("title", d);
     let kind = read_kind(&mut f, d);
     let expect = f.table("expect", d).map(|e| read_expect(e, d)).unwrap_or_default();
     let only_env = f
@@ -284,7 +291,7 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         number,
         id_span: id.as_ref().map_or(f.span.clone(), |(_, span)| span.clone()),
         id: id.map(|(s, _)| s),
-        title: title.unwrap_or_default(),
+        title: title.unwrap_or(Template { text: String::new(), span: f.span.clone() }),
         kind: kind.unwrap_or(Kind::Check),
         owner: f.string("owner", d).map(|(s, _)| s),
         action: Action::Shell(Template { text: String::new(), span: 0..0 }),
@@ -348,16 +355,17 @@ fn read_kind(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Kind> {
     kind
 }
 
-fn read_expect(mut e: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Expect {
+fn read_expect(mut e: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> ExpectDef {
     let exit = e.integer("exit", d).and_then(|(n, _)| i32::try_from(n).ok()).unwrap_or(0);
     let stdout = e.string("stdout", d).and_then(|(s, span)| read_output_match(s, span, d));
-    let note = e.string("note", d).map(|(s, _)| s);
+    let note = e.template("note", d);
     e.finish(EXPECT_KEYS, d);
-    Expect { exit, stdout, note }
+    ExpectDef { exit, stdout, note }
 }
 
 /// `"/regex/"` is a regular expression; anything else is a substring to find in one line.
-fn read_output_match(text: String, span: Span, d: &mut Vec<Diagnostic>) -> Option<OutputMatch> {
+/// Placeholders are filled at plan time; here each stands for some literal text.
+fn read_output_match(text: String, span: Span, d: &mut Vec<Diagnostic>) -> Option<Template> {
     if text.is_empty() || text == "//" {
         d.push(
             Diagnostic::new(span, "an empty `stdout` expectation matches any output")
@@ -366,13 +374,23 @@ fn read_output_match(text: String, span: Span, d: &mut Vec<Diagnostic>) -> Optio
         );
         return None;
     }
-    let Some(pattern) = text.strip_prefix('/').and_then(|t| t.strip_suffix('/')) else {
-        return Some(OutputMatch::Contains(text));
-    };
-    match Regex::new(pattern) {
-        Ok(r) => Some(OutputMatch::Regex(r)),
+    if let Some(pattern) = regex_of(&text) {
+        check_regex(pattern, &span, d)?;
+    }
+    Some(Template { text, span })
+}
+
+/// The pattern of a `"/regex/"` expectation; `None` for a plain text.
+pub fn regex_of(text: &str) -> Option<&str> {
+    text.strip_prefix('/').and_then(|t| t.strip_suffix('/'))
+}
+
+/// Compile `pattern` with its placeholders standing for literal text; a bad one is reported.
+pub fn check_regex(pattern: &str, span: &Span, d: &mut Vec<Diagnostic>) -> Option<()> {
+    match Regex::new(&super::template::regex_stand_in(pattern)) {
+        Ok(_) => Some(()),
         Err(e) => {
-            d.push(bad_regex(span, pattern, &e));
+            d.push(bad_regex(span.clone(), pattern, &e));
             None
         }
     }

@@ -1,4 +1,6 @@
-//! `{{name}}` placeholders: finding them, and where each sits in the file.
+//! `{{name}}` placeholders: finding them, and where each sits in the file. `{{raw:name}}` is the
+//! same variable, marked by the author as meant to be spliced as syntax (shell or regex) rather
+//! than inserted as data.
 
 use super::diagnostic::Span;
 use super::model::Template;
@@ -8,7 +10,12 @@ use super::model::Template;
 pub struct Placeholder<'t> {
     pub range: std::ops::Range<usize>,
     pub name: &'t str,
+    /// Written `{{raw:name}}`: the value is spliced as syntax, not quoted or escaped.
+    pub raw: bool,
 }
+
+/// The prefix that marks a placeholder as raw.
+pub const RAW: &str = "raw:";
 
 /// Every placeholder in `text`, or the offset of an opening `{{` that is never closed.
 pub fn placeholders(text: &str) -> Result<Vec<Placeholder<'_>>, usize> {
@@ -16,7 +23,12 @@ pub fn placeholders(text: &str) -> Result<Vec<Placeholder<'_>>, usize> {
     let mut from = 0;
     while let Some(open) = text[from..].find("{{").map(|i| i + from) {
         let close = text[open..].find("}}").map(|i| i + open).ok_or(open)?;
-        out.push(Placeholder { range: open..close + 2, name: text[open + 2..close].trim() });
+        let inner = text[open + 2..close].trim();
+        let (name, raw) = match inner.strip_prefix(RAW) {
+            Some(name) => (name.trim(), true),
+            None => (inner, false),
+        };
+        out.push(Placeholder { range: open..close + 2, name, raw });
         from = close + 2;
     }
     Ok(out)
@@ -40,12 +52,20 @@ pub fn locate(source: &str, template: &Template, piece: &str) -> Span {
 
 /// Replace each placeholder with what `value` returns for its name.
 pub fn substitute(text: &str, mut value: impl FnMut(&str) -> Option<String>) -> String {
+    substitute_each(text, |p| value(p.name))
+}
+
+/// Replace each placeholder with what `value` returns for it (it sees whether it is raw).
+pub fn substitute_each(
+    text: &str,
+    mut value: impl FnMut(&Placeholder<'_>) -> Option<String>,
+) -> String {
     let Ok(found) = placeholders(text) else { return text.to_string() };
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for p in found {
         out.push_str(&text[last..p.range.start]);
-        match value(p.name) {
+        match value(&p) {
             Some(v) => out.push_str(&v),
             None => out.push_str(&text[p.range.clone()]),
         }
@@ -53,6 +73,13 @@ pub fn substitute(text: &str, mut value: impl FnMut(&str) -> Option<String>) -> 
     }
     out.push_str(&text[last..]);
     out
+}
+
+/// A regex with each placeholder replaced by what stands for its value when the regex is
+/// checked before values are known: literal text, or nothing for a raw one (its syntax is the
+/// value's). An unclosed `{{` is left as it is (reported as such elsewhere).
+pub fn regex_stand_in(pattern: &str) -> String {
+    substitute_each(pattern, |p| Some(if p.raw { String::new() } else { "x".to_string() }))
 }
 
 #[cfg(test)]
@@ -65,6 +92,13 @@ mod tests {
         let names: Vec<_> = found.iter().map(|p| p.name).collect();
         assert_eq!(names, ["a", "b_2"]);
         assert_eq!(found[0].range, 3..8);
+    }
+
+    #[test]
+    fn a_raw_placeholder_names_its_variable_and_says_it_is_raw() {
+        let found = placeholders("{{raw:flags}} {{ raw: b }} {{c}}").unwrap();
+        let seen: Vec<_> = found.iter().map(|p| (p.name, p.raw)).collect();
+        assert_eq!(seen, [("flags", true), ("b", true), ("c", false)]);
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::diagnostic::Diagnostic;
 use super::fields::nearest;
 use super::model::*;
-use super::template::{is_valid_name, locate, placeholders};
+use super::template::{Placeholder, is_valid_name, locate, placeholders};
 
 /// Variables every run defines.
 pub const BUILTINS: &[&str] = &["run_id", "run_dir", "runbook_dir", "env", "operator", "now"];
 
 pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_variables(rb, d);
+    check_placeholder_spots(rb, d);
     check_name_case(rb, d);
     check_ids(rb, d);
     check_rollbacks(rb, d);
@@ -32,18 +33,23 @@ fn declared_names(rb: &Runbook) -> BTreeSet<&str> {
     names
 }
 
-/// Every template in the runbook: variable values, then each step's texts.
-fn templates(rb: &Runbook) -> Vec<Template> {
+/// The values written in the runbook (`from_env`, `from_file` and `--var` values are never
+/// filled, so they hold no placeholders).
+fn var_templates(rb: &Runbook) -> Vec<Template> {
     let env_vars = rb.envs.values().flat_map(|e| e.vars.iter());
-    let mut out: Vec<Template> = rb
-        .vars
+    rb.vars
         .iter()
         .chain(env_vars)
         .filter_map(|v| match &v.source {
             VarSource::Value(text) => Some(Template { text: text.clone(), span: v.span.clone() }),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Every template in the runbook: variable values, then each step's texts.
+fn templates(rb: &Runbook) -> Vec<Template> {
+    let mut out = var_templates(rb);
     for step in &rb.steps {
         out.extend(step_templates(step).into_iter().cloned());
     }
@@ -51,24 +57,56 @@ fn templates(rb: &Runbook) -> Vec<Template> {
     out
 }
 
+/// Every text of a step that may hold placeholders.
 pub fn step_templates(step: &Step) -> Vec<&Template> {
-    let mut out: Vec<&Template> =
-        [&step.rollback, &step.cwd, &step.verify_rollback].into_iter().flatten().collect();
+    let mut out: Vec<&Template> = vec![&step.title];
+    out.extend([&step.expect.stdout, &step.expect.note, &step.cwd].into_iter().flatten());
+    out.extend(shell_templates(step));
+    let regex: Vec<&Template> =
+        regex_templates(step).into_iter().filter(|t| !out.iter().any(|o| same(o, t))).collect();
+    out.extend(regex);
     match &step.action {
-        Action::Shell(t) | Action::Manual(t) => out.push(t),
+        Action::Manual(t) => out.push(t),
         Action::Flush(f) => {
             out.push(&f.redis);
             out.extend(&f.patterns);
         }
-        Action::Watch(w) => match &w.source {
-            WatchSourceDef::File(t) | WatchSourceDef::Command(t) => out.push(t),
-        },
-        Action::Measure(MeasureDef::Command { run, .. }) => out.push(run),
+        Action::Watch(WatchDef { source: WatchSourceDef::File(t), .. }) => out.push(t),
         Action::Measure(MeasureDef::Http { url, .. }) => out.push(url),
         Action::Measure(MeasureDef::Redis { url, pattern }) => {
             out.push(url);
             out.extend(pattern);
         }
+        _ => {}
+    }
+    out
+}
+
+fn same(a: &Template, b: &Template) -> bool {
+    std::ptr::eq(a, b)
+}
+
+/// The texts of a step that bash runs: each placeholder's value is quoted for where it sits.
+pub fn shell_templates(step: &Step) -> Vec<&Template> {
+    let mut out: Vec<&Template> =
+        [&step.rollback, &step.verify_rollback].into_iter().flatten().collect();
+    match &step.action {
+        Action::Shell(t)
+        | Action::Watch(WatchDef { source: WatchSourceDef::Command(t), .. })
+        | Action::Measure(MeasureDef::Command { run: t, .. }) => out.push(t),
+        _ => {}
+    }
+    out
+}
+
+/// The regular expressions of a step: each placeholder's value is matched literally.
+pub fn regex_templates(step: &Step) -> Vec<&Template> {
+    let mut out: Vec<&Template> = Vec::new();
+    out.extend(step.expect.stdout.iter().filter(|t| super::parse::regex_of(&t.text).is_some()));
+    match &step.action {
+        Action::Watch(w) => out.extend(w.fail_on.iter().chain(&w.until)),
+        Action::Measure(MeasureDef::Command { patterns, .. }) => out.extend(patterns),
+        _ => {}
     }
     out
 }
@@ -101,6 +139,79 @@ fn check_variables(rb: &Runbook, d: &mut Vec<Diagnostic>) {
             };
             d.push(diag);
         }
+    }
+}
+
+/// In a command, a placeholder must sit where its value can be quoted as data (not in backquotes,
+/// not right after `\` or `$`), and each `{{raw:name}}` is pointed out. In a regex, a raw one is
+/// spliced as regex syntax and pointed out too; anywhere else `raw:` means nothing, so it is an
+/// error rather than a false promise.
+fn check_placeholder_spots(rb: &Runbook, d: &mut Vec<Diagnostic>) {
+    for step in &rb.steps {
+        let shell = shell_templates(step);
+        let regex = regex_templates(step);
+        for t in &shell {
+            check_shell_spots(rb, t, d);
+        }
+        for t in &regex {
+            for p in raw_ones(t) {
+                let span = locate(&rb.source, t, &t.text[p.range.clone()]);
+                let msg = format!("`{{{{raw:{}}}}}` is spliced into the regex as syntax", p.name);
+                d.push(Diagnostic::warning(span, msg).hint(
+                    "its characters keep their regex meaning; write {{name}} to match it literally",
+                ));
+            }
+        }
+        let elsewhere = step_templates(step)
+            .into_iter()
+            .filter(|t| !shell.iter().chain(&regex).any(|o| same(o, t)));
+        for t in elsewhere {
+            raw_without_effect(rb, t, d);
+        }
+    }
+    let outside_steps =
+        var_templates(rb).into_iter().chain(rb.lock_redis.iter().chain(&rb.store_redis).cloned());
+    for t in outside_steps {
+        raw_without_effect(rb, &t, d);
+    }
+}
+
+fn raw_ones(t: &Template) -> Vec<Placeholder<'_>> {
+    placeholders(&t.text).unwrap_or_default().into_iter().filter(|p| p.raw).collect()
+}
+
+fn check_shell_spots(rb: &Runbook, t: &Template, d: &mut Vec<Diagnostic>) {
+    let Ok(found) = placeholders(&t.text) else { return };
+    let spots = super::shell::spots(&t.text, &found);
+    for (p, spot) in found.iter().zip(spots) {
+        let span = locate(&rb.source, t, &t.text[p.range.clone()]);
+        if p.raw {
+            let msg =
+                format!("`{{{{raw:{}}}}}` is spliced into the command as shell syntax", p.name);
+            d.push(
+                Diagnostic::warning(span, msg).hint(
+                    "its value can run commands; write {{name}} to pass it as one quoted word",
+                ),
+            );
+        } else if let Err(m) = spot {
+            let (what, hint) = m.explain();
+            d.push(
+                Diagnostic::new(span, what)
+                    .expected("a placeholder where its value can be quoted as data")
+                    .hint(hint),
+            );
+        }
+    }
+}
+
+fn raw_without_effect(rb: &Runbook, t: &Template, d: &mut Vec<Diagnostic>) {
+    for p in raw_ones(t) {
+        let span = locate(&rb.source, t, &t.text[p.range.clone()]);
+        d.push(
+            Diagnostic::new(span, format!("`raw:` has no effect on `{}` here", p.name))
+                .expected(format!("`{{{{{}}}}}`", p.name))
+                .hint("`raw:` only applies in shell commands and regular expressions"),
+        );
     }
 }
 
