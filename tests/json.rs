@@ -59,7 +59,7 @@ fn plan_json_has_every_step_with_its_command_rollback_and_failure_path() {
     let steps = plan["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
     assert_eq!(steps[0]["id"], "first");
-    assert_eq!(steps[0]["command"], "echo \"***\"");
+    assert_eq!(steps[0]["command"], "echo \"${RUNBOOK_SECRET_TOKEN}\"", "as bash gets it");
     assert_eq!(steps[0]["rollback"], "echo undo");
     assert_eq!(steps[1]["kind"], "check");
     assert_eq!(steps[1]["on_failure"], "roll back 1");
@@ -74,6 +74,6 @@ fn plan_of_a_runbook_whose_command_uses_a_secret_is_not_an_undefined_variable_er
          [[step]]\ntitle = \"a\"\nkind = \"check\"\nrun = \"echo \\\"{{token}}\\\"\"\n",
     );
     let out = t.run(&["plan", "rb.toml"]).success();
-    assert!(out.stdout.contains("do:       echo \"***\""), "{out:?}");
+    assert!(out.stdout.contains("do:       echo \"${RUNBOOK_SECRET_TOKEN}\""), "{out:?}");
     assert!(!out.stdout.contains("hunter2"), "{out:?}");
 }
