@@ -1,6 +1,9 @@
-//! What the operator sees: step cards, a spinner while a step runs, step output streamed as it
-//! comes, colours only on a terminal. Without a terminal the spinner is a hidden bar, so callers
-//! never branch on whether one exists.
+//! What the operator sees, on two streams. The record of a run (step cards, outcomes, what a
+//! rollback did, the summary) and the steps' own output go to stdout, so `runbook run ... | tee
+//! run.log` or `> run.log` keeps all of it; colours only when stdout is a terminal. Prompts
+//! (in `engine::operator`) and the live spinner go to stderr, and the spinner only when stderr is
+//! a terminal, so a pipe or a file never gets spinner frames. Without a terminal the spinner is a
+//! hidden bar, so callers never branch on whether one exists.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -10,7 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Ui {
     bar: std::cell::RefCell<ProgressBar>,
+    /// Stderr is a terminal: the spinner is drawn there.
     pub interactive: bool,
+    /// Stdout is a terminal and NO_COLOR is unset: the record is coloured.
     color: bool,
 }
 
@@ -23,7 +28,7 @@ impl Default for Ui {
 impl Ui {
     pub fn new() -> Ui {
         let interactive = std::io::stderr().is_terminal();
-        let color = interactive && std::env::var_os("NO_COLOR").is_none();
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Ui { bar: std::cell::RefCell::new(ProgressBar::hidden()), interactive, color }
     }
 
@@ -51,11 +56,12 @@ impl Ui {
         self.paint(Style::new().yellow().bold(), text)
     }
 
-    /// A line for the operator, on stderr, without tearing the spinner.
+    /// A line of the run's record, on stdout, without tearing the spinner.
     pub fn say(&self, line: &str) {
         self.bar.borrow().suspend(|| {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{line}");
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (a pipe into `head`) must not stop a deploy halfway.
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         });
     }
 

@@ -167,7 +167,7 @@ fn killed_after_a_step_failed_resume_rolls_back_unattended_and_never_skips_it() 
     // Event 5 is step 2's step_finished (failed); the process dies before any answer.
     t.crash_after(5, &["run", "rb.toml", "--yes"]);
     let out = t.run(&["resume", "last", "--yes"]).code(3);
-    assert!(out.stderr.contains("Step 2 had failed"), "{out:?}");
+    assert!(out.stdout.contains("Step 2 had failed"), "{out:?}");
     assert_eq!(
         t.read("trail"),
         "run 1\nrun 2\nundo 2\nundo 1\n",
@@ -201,7 +201,7 @@ fn rollback_of_a_past_run_gets_its_secrets_again_and_checks_verify_rollback() {
     // After step 1 finished (event 3), before step 2 started.
     t.crash_after(3, &["run", "rb.toml", "--yes"]);
     let out = t.run(&["rollback", "last", "--yes"]).success();
-    assert!(out.stderr.contains("verify_rollback passed"), "{out:?}");
+    assert!(out.stdout.contains("verify_rollback passed"), "{out:?}");
     assert_eq!(t.read("trail"), "undone-7\n", "the rollback command got the 7-byte token");
     assert!(!out.stderr.contains("tok-123") && !out.stdout.contains("tok-123"));
 }

@@ -97,14 +97,14 @@ fn regression_p95_timed_on_refused_connections_passed_as_an_improvement() {
     server.wait().unwrap();
     std::fs::write(t.path().join("restarted"), "").unwrap();
     let out = runner.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "the run failed and rolled back: {stderr}");
-    assert!(stderr.contains("every one of the 5 requests to"), "{stderr}");
-    assert!(stderr.contains("0 answered with an error status"), "{stderr}");
-    assert!(stderr.contains("fail_if `error_rate > 0.01` is true: 1 > 0.010"), "{stderr}");
+    let record = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "the run failed and rolled back: {record}");
+    assert!(record.contains("every one of the 5 requests to"), "{record}");
+    assert!(record.contains("0 answered with an error status"), "{record}");
+    assert!(record.contains("fail_if `error_rate > 0.01` is true: 1 > 0.010"), "{record}");
     assert!(
-        stderr.contains("cannot judge fail_if `latency_p95_ms > 1.5 * before`: this step measured no `latency_p95_ms`"),
-        "{stderr}"
+        record.contains("cannot judge fail_if `latency_p95_ms > 1.5 * before`: this step measured no `latency_p95_ms`"),
+        "{record}"
     );
 
     let events = t.journal();
@@ -168,9 +168,9 @@ fn run_against(url: &str) -> (Runbook, crate::support::Outcome) {
 fn latency_against_before_fails_the_step_and_the_note_marks_it_bad() {
     let (t, out) = run_against(&delayed_server(&[40, 200]));
     let out = out.code(3);
-    assert!(out.stderr.contains("fail_if `latency_p95_ms > 1.5 * before` is true"), "{out:?}");
-    assert!(out.stderr.contains("before ="), "{out:?}");
-    assert!(out.stderr.contains("(step 1)"), "{out:?}");
+    assert!(out.stdout.contains("fail_if `latency_p95_ms > 1.5 * before` is true"), "{out:?}");
+    assert!(out.stdout.contains("before ="), "{out:?}");
+    assert!(out.stdout.contains("(step 1)"), "{out:?}");
     let note = t.run(&["report", "last"]).success().stdout;
     let latency = note.lines().find(|l| l.starts_with("| `latency_p95_ms`")).unwrap();
     assert!(latency.contains("**BAD**"), "{latency}");
@@ -182,8 +182,8 @@ fn latency_against_before_fails_the_step_and_the_note_marks_it_bad() {
 fn conditions_that_hold_not_pass_and_the_note_marks_the_changes_good() {
     let (t, out) = run_against(&delayed_server(&[60, 60]));
     let out = out.success();
-    assert!(out.stderr.contains("fail_if: 2 passed"), "{out:?}");
-    assert!(out.stderr.contains("latency_p95_ms:") && out.stderr.contains(", good)"), "{out:?}");
+    assert!(out.stdout.contains("fail_if: 2 passed"), "{out:?}");
+    assert!(out.stdout.contains("latency_p95_ms:") && out.stdout.contains(", good)"), "{out:?}");
     let html = t.run(&["report", "last", "--format", "html"]).success().stdout;
     assert!(html.contains("<td class=\"good judged\"><strong>✓ good</strong>"), "{html}");
     assert!(!html.contains("bad judged"), "{html}");

@@ -41,9 +41,9 @@ fn only_matching_keys_are_deleted_and_a_later_failure_restores_them() {
     t.file("rb.toml", &runbook(&format!("redis_url = \"{}\"", server.url(0)), true, ""));
 
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
-    assert!(out.stderr.contains("deleted 301 of 301 matching keys"), "{out:?}");
+    assert!(out.stdout.contains("deleted 301 of 301 matching keys"), "{out:?}");
     assert!(
-        out.stderr.contains("restored 301 keys from the backup (0 replaced a value written since the flush), 0 expired; deleted 0 keys matching page:upload:* written after the flush"),
+        out.stdout.contains("restored 301 keys from the backup (0 replaced a value written since the flush), 0 expired; deleted 0 keys matching page:upload:* written after the flush"),
         "{out:?}"
     );
 
@@ -117,7 +117,7 @@ fn a_completed_flush_is_undone_by_rollback_of_the_run() {
 
     let id = t.last_run_id();
     let out = t.run(&["rollback", &id, "--yes"]).success();
-    assert!(out.stderr.contains("restored 301 keys"), "{out:?}");
+    assert!(out.stdout.contains("restored 301 keys"), "{out:?}");
     assert_eq!(count(&server, "page:upload:*"), 301);
 }
 
@@ -131,7 +131,7 @@ fn max_keys_refuses_before_deleting_anything() {
         &runbook(&format!("redis_url = \"{}\"", server.url(0)), false, "max_keys = 100"),
     );
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
-    assert!(out.stderr.contains("301"), "the refusal names the count: {out:?}");
+    assert!(out.stdout.contains("301"), "the refusal names the count: {out:?}");
     assert_eq!(count(&server, "page:upload:*"), 301, "nothing deleted");
 }
 
@@ -186,21 +186,21 @@ fn killing_the_server_mid_flush_is_a_clear_error_and_the_backup_brings_every_key
     }
     server.kill();
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let record = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(4),
-        "the restore cannot reach the dead server either: {stderr}"
+        "the restore cannot reach the dead server either: {record}"
     );
-    let deleted: u64 = stderr
+    let deleted: u64 = record
         .split("deleted ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the error says how many keys were deleted: {stderr}"));
-    assert!(deleted >= 20_000 && deleted < total, "deleted {deleted}; {stderr}");
-    assert!(stderr.contains("re-running the step deletes what is left"), "{stderr}");
-    assert!(stderr.contains("still applied"), "{stderr}");
+        .unwrap_or_else(|| panic!("the error says how many keys were deleted: {record}"));
+    assert!(deleted >= 20_000 && deleted < total, "deleted {deleted}; {record}");
+    assert!(record.contains("re-running the step deletes what is left"), "{record}");
+    assert!(record.contains("still applied"), "{record}");
 
     // Same address, empty server: the run's backup brings back every deleted key.
     let fresh = RedisServer::restart_on(port);
@@ -255,7 +255,7 @@ fn rollback_of_a_past_flush_whose_url_holds_a_secret_restores_the_keys() {
     assert_eq!(started["rollback"]["redis"], recorded);
 
     let out = t.run(&["rollback", "last", "--yes"]).success();
-    assert!(out.stderr.contains("restored 301 keys"), "{out:?}");
+    assert!(out.stdout.contains("restored 301 keys"), "{out:?}");
     assert_eq!(count(&server, "page:upload:*"), 301, "every flushed key is back");
     assert!(!out.stdout.contains(password) && !out.stderr.contains(password), "{out:?}");
     crate::support::assert_nowhere_below(&t.state_dir(), password);
@@ -324,7 +324,7 @@ fn a_secret_placeholder_in_the_flush_url_is_recorded_as_a_reference_and_replayed
     let recorded = format!("redis://:${{RUNBOOK_SECRET_PW}}@127.0.0.1:{}/0", server.port);
     assert_eq!(started["rollback"]["redis"], recorded);
     let out = t.run(&["rollback", "last", "--yes"]).success();
-    assert!(out.stderr.contains("restored 301 keys"), "{out:?}");
+    assert!(out.stdout.contains("restored 301 keys"), "{out:?}");
     assert_eq!(count("page:upload:*"), 301);
     for shown in [password, encoded] {
         crate::support::assert_nowhere_below(&t.state_dir(), shown);

@@ -17,6 +17,7 @@ mod schema;
 mod secrets;
 mod ssh;
 mod state_dir;
+mod streams;
 mod support;
 mod team;
 mod terminal;

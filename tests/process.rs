@@ -232,9 +232,9 @@ fn a_failed_rollback_exits_4_and_names_the_steps_still_applied() {
     assert_eq!(rb.read("ran.log"), "1\n2\n3\n");
     // Step 3 was undone; step 2's rollback failed, so the rollback stopped before step 1.
     assert_eq!(rb.read("undo.log"), "undo3\n");
-    assert!(out.stderr.contains("still applied"), "{}", out.stderr);
-    assert!(out.stderr.contains("step 2 two"), "{}", out.stderr);
-    assert!(out.stderr.contains("step 1 one"), "{}", out.stderr);
+    assert!(out.stdout.contains("still applied"), "{}", out.stdout);
+    assert!(out.stdout.contains("step 2 two"), "{}", out.stdout);
+    assert!(out.stdout.contains("step 1 one"), "{}", out.stdout);
     let journal = rb.journal();
     let end = run_finished(&journal);
     assert_eq!(end["status"], "rollback_failed");

@@ -49,7 +49,7 @@ fn rehearse_runs_every_step_then_every_rollback_in_reverse() {
         "run 1 staging\nrun 2 staging\ncheck staging\nundo 2\nundo 1\n",
         "{out:?}"
     );
-    assert!(out.stderr.contains("verify_rollback passed"), "{out:?}");
+    assert!(out.stdout.contains("verify_rollback passed"), "{out:?}");
     let events = t.journal();
     assert_eq!(events[0]["command"], "rehearse");
     assert_eq!(events.last().unwrap()["status"], "rehearsed");
@@ -60,7 +60,7 @@ fn a_rollback_that_does_not_verify_fails_the_rehearsal() {
     let t = Runbook::new();
     t.file("rb.toml", &GATED.replace("&& rm -f {{runbook_dir}}/flag", ""));
     let out = t.run(&["rehearse", "rb.toml", "--env", "staging", "--yes"]).code(4);
-    assert!(out.stderr.contains("verify_rollback FAILED"), "{out:?}");
+    assert!(out.stdout.contains("verify_rollback FAILED"), "{out:?}");
     let gate = t.run(&["run", "rb.toml", "--env", "production", "--yes"]).code(5);
     assert!(gate.stderr.contains("never passed a rehearsal in staging"), "{gate:?}");
 }
@@ -239,7 +239,7 @@ fn a_lock_left_by_a_killed_run_is_stale() {
     first.wait().unwrap();
     t.file("rb.toml", "[runbook]\nname = \"stale\"\n[[step]]\ntitle = \"quick\"\nkind = \"check\"\nrun = \"true\"\n");
     let out = t.run(&["run", "rb.toml", "--yes"]).success();
-    assert!(out.stderr.contains("died holding the lock; it was stale"), "{out:?}");
+    assert!(out.stdout.contains("died holding the lock; it was stale"), "{out:?}");
     let _ = std::process::Command::new("pkill").args(["-f", "sleep 30.4242"]).status();
 }
 

@@ -78,11 +78,11 @@ fn the_note_shows_a_metric_before_after_and_its_change() {
     assert!(md.contains("- Command (as journalled): `measure cat "), "the rendered command: {md}");
     assert!(md.contains("| 2 | Turn on the cache | apply | alice | ok | 0 |"), "{md}");
 
-    assert!(out.stderr.contains("steps: 3 ok, 0 failed, 0 skipped, 0 rolled back"), "{out:?}");
-    assert!(out.stderr.contains("p95_ms: 120 ms -> 80 ms (-40 ms, -33.3%, good)"), "{out:?}");
+    assert!(out.stdout.contains("steps: 3 ok, 0 failed, 0 skipped, 0 rolled back"), "{out:?}");
+    assert!(out.stdout.contains("p95_ms: 120 ms -> 80 ms (-40 ms, -33.3%, good)"), "{out:?}");
     let id = t.last_run_id();
     let saved = t.state_dir().join("runs").join(&id).join("report.md");
-    assert!(out.stderr.contains(&format!("note: {}", saved.display())), "{out:?}");
+    assert!(out.stdout.contains(&format!("note: {}", saved.display())), "{out:?}");
     let saved = std::fs::read_to_string(&saved).expect("run writes report.md");
     assert!(saved.contains("| `p95_ms` | 120 ms | 80 ms |"), "{saved}");
 }

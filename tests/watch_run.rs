@@ -60,7 +60,7 @@ fn a_watch_fails_on_an_error_written_during_it_and_ignores_older_lines() {
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     writer.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "failed at the match, not at the end");
-    assert!(out.stderr.contains("ERROR upload failed"), "{out:?}");
+    assert!(out.stdout.contains("ERROR upload failed"), "{out:?}");
     assert!(!out.stderr.contains("yesterday"), "older lines do not count: {out:?}");
     let events = t.journal();
     let finished = events.iter().find(|e| e["event"] == "step_finished").unwrap();
@@ -86,7 +86,7 @@ fn a_watch_passes_when_nothing_matches_and_ends_early_on_until() {
     let out = t.run(&["run", "rb.toml", "--yes"]).success();
     writer.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(20), "until ended it early");
-    assert!(out.stderr.contains("ended early on until"), "{out:?}");
+    assert!(out.stdout.contains("ended early on until"), "{out:?}");
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn a_watch_follows_the_file_through_rotation() {
     let writer = later(&t, &log, "thread 'main' panicked at src/main.rs\n", true);
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     writer.join().unwrap();
-    assert!(out.stderr.contains("panicked"), "{out:?}");
+    assert!(out.stdout.contains("panicked"), "{out:?}");
 }
 
 /// A watch of `file` for `for_`, with extra keys.
@@ -119,8 +119,8 @@ fn regression_a_watch_of_a_mistyped_file_passed_with_0_lines() {
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     assert!(started.elapsed() < Duration::from_secs(10), "it failed at once, not after 60s");
     let expected = format!("{} does not exist, so there was nothing to watch", typo.display());
-    assert!(out.stderr.contains(&expected), "{out:?}");
-    assert!(out.stderr.contains("wait_for_file = true"), "says how to wait for it: {out:?}");
+    assert!(out.stdout.contains(&expected), "{out:?}");
+    assert!(out.stdout.contains("wait_for_file = true"), "says how to wait for it: {out:?}");
     assert!(!out.stderr.contains("watched the whole time"), "{out:?}");
     let events = t.journal();
     let finished = events.iter().find(|e| e["event"] == "step_finished").unwrap();
@@ -136,14 +136,14 @@ fn wait_for_file_waits_within_for_and_fails_when_the_file_never_appears() {
     let writer = later(&t, &log, "starting\nERROR on first request\n", false);
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     writer.join().unwrap();
-    assert!(out.stderr.contains("ERROR on first request"), "read from its start: {out:?}");
+    assert!(out.stdout.contains("ERROR on first request"), "read from its start: {out:?}");
 
     let t = Runbook::new();
     let log = t.path().join("never.log");
     t.file("rb.toml", &watch_with(&log, "1s", "wait_for_file = true\n"));
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     let expected = format!("{} never appeared in 1.0s", log.display());
-    assert!(out.stderr.contains(&expected), "{out:?}");
+    assert!(out.stdout.contains(&expected), "{out:?}");
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn http_measurements_before_and_after_are_paired_in_the_note() {
     );
     let out = t.run(&["run", "rb.toml", "--yes"]).success();
     assert!(
-        out.stderr.contains("latency_p50_ms"),
+        out.stdout.contains("latency_p50_ms"),
         "the end-of-run summary shows metric changes: {out:?}"
     );
     let note = t.run(&["report", "last"]).success().stdout;
@@ -217,7 +217,7 @@ fn a_measure_command_gets_the_runs_secrets_through_its_environment() {
         "[runbook]\nname = \"m\"\n[vars]\ntoken = { from_env = \"API_TOKEN\", secret = true }\n[[step]]\ntitle = \"queue\"\nkind = \"measure\"\nrun = \"test {{token}} = s3cr3t-measure && echo depth=42\"\ncapture = [\"depth=(?P<queue_depth>\\\\d+)\"]\n",
     );
     let out = t.run(&["run", "rb.toml", "--yes"]).success();
-    assert!(out.stderr.contains("queue_depth = 42"), "{out:?}");
+    assert!(out.stdout.contains("queue_depth = 42"), "{out:?}");
     let events = t.journal();
     let metrics =
         &events.iter().find(|e| e["event"] == "step_finished").unwrap()["details"]["metrics"];
@@ -239,6 +239,6 @@ fn a_measure_command_honours_cwd_and_timeout() {
         "the timeout ended it: {:?}",
         started.elapsed()
     );
-    assert!(out.stderr.contains("depth = 5"), "cwd was used: {out:?}");
-    assert!(out.stderr.contains("timed out"), "{out:?}");
+    assert!(out.stdout.contains("depth = 5"), "cwd was used: {out:?}");
+    assert!(out.stdout.contains("timed out"), "{out:?}");
 }
