@@ -81,7 +81,7 @@ fn regression_a_rolled_back_flush_left_pages_the_undone_change_rendered() {
     t.file("rb.toml", &rb);
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     let said = "restored 301 keys from the backup (2 replaced a value written since the flush), 0 expired; deleted 1 keys matching page:upload:* written after the flush";
-    assert!(out.stderr.contains(said), "{out:?}");
+    assert!(out.stdout.contains(said), "{out:?}");
 
     let mut c = server.client(0);
     for i in [3, 17] {

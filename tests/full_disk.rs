@@ -85,7 +85,7 @@ run = "echo three >> {{runbook_dir}}/ran.log"
     let check = loud["check"].as_str().unwrap();
     assert!(!check.contains("could not run"), "{check}");
     assert!(check.contains("is incomplete (No space left on device"), "{check}");
-    assert!(out.stderr.contains("is incomplete (No space left on device"), "{}", out.stderr);
+    assert!(out.stdout.contains("is incomplete (No space left on device"), "{}", out.stdout);
 }
 
 #[test]
