@@ -57,6 +57,6 @@ fail_on = ["ERROR"]
         ),
     );
     let out = rb.run(&["run", file.to_str().unwrap(), "--yes"]);
-    assert_no_raw_controls(&out.stderr);
-    assert!(out.stderr.contains("ERROR \\x1b[2K\\rall good"), "{}", out.stderr);
+    assert_no_raw_controls(&out.stdout);
+    assert!(out.stdout.contains("ERROR \\x1b[2K\\rall good"), "{}", out.stdout);
 }
