@@ -69,7 +69,7 @@ fn watch_matching_lines_and_the_until_line_never_show_a_secret() {
         ),
     );
     let run = t.run(&["run", "rb.toml", "--yes"]).success();
-    assert!(run.stderr.contains("ended early on until"), "{run:?}");
+    assert!(run.stdout.contains("ended early on until"), "{run:?}");
     let seen = everything(&t, &store, &run, "leak-watch");
     assert_hidden(&seen, &[secret]);
     let json = t.run(&["show", "last", "--json"]).stdout;
@@ -128,7 +128,7 @@ max_keys = 1
         ),
     );
     let run = t.run(&["run", "rb.toml", "--yes"]).code(3);
-    assert!(run.stderr.contains("refusing to flush: 3 keys match"), "{run:?}");
+    assert!(run.stdout.contains("refusing to flush: 3 keys match"), "{run:?}");
     let keys: Vec<String> = c.scan_match("tenant:*").unwrap().filter_map(Result::ok).collect();
     assert_eq!(keys.len(), 5, "the a keys were restored by the rollback: {keys:?}");
     let seen = everything(&t, &redis, &run, "leak-pattern");
