@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::runbook::model::*;
 use crate::runbook::parse::regex_of;
-use crate::runbook::shell::{self, Spot};
-use crate::runbook::template::{Placeholder, placeholders, substitute, substitute_each};
+use crate::runbook::shell::{self, Fill};
+use crate::runbook::template::{substitute, substitute_each};
 use crate::secret::{self, MASK, Masker, redact};
 
 /// What one step (or one rollback) does, fully rendered. This is what the journal records, so a
@@ -620,35 +620,12 @@ impl Renderer<'_> {
     /// reference to its environment variable, so the value never appears on a command line
     /// (`ps`) or in the journal. `{{raw:name}}` splices the value as it is.
     fn shell(&self, t: &Template) -> Result<String, String> {
-        let Ok(found) = placeholders(&t.text) else { return Ok(t.text.clone()) };
-        let spots = shell::spots(&t.text, &found);
-        let mut out = String::with_capacity(t.text.len());
-        let mut heredocs = Vec::new();
-        let mut last = 0;
-        for (p, spot) in found.iter().zip(spots) {
-            out.push_str(&t.text[last..p.range.start]);
-            last = p.range.end;
-            let Some(v) = self.values.get(p.name) else {
-                out.push_str(&t.text[p.range.clone()]);
-                continue;
-            };
-            let start = out.len();
-            let written = shell_value(p, v, &spot)
-                .map_err(|why| format!("the value of `{}` cannot be used there: {why}", p.name))?;
-            out.push_str(&written);
-            if let Ok(spot @ Spot::Heredoc { .. }) = spot {
-                heredocs.push((p.name, start..out.len(), spot));
-            }
-        }
-        out.push_str(&t.text[last..]);
-        for (name, range, spot) in heredocs {
-            if shell::ends_heredoc(&out, range, &spot) && !self.values[name].secret {
-                return Err(format!(
-                    "the value of `{name}` holds a line that would end its here-document early"
-                ));
-            }
-        }
-        Ok(out)
+        shell::render(&t.text, |name| {
+            self.values.get(name).map(|v| match v.secret {
+                true => Fill::Secret(secret_env_name(name)),
+                false => Fill::Value(v.text.clone()),
+            })
+        })
     }
 
     /// For text that is shown or compared as it is (a title, an expected text, instructions):
@@ -890,22 +867,6 @@ impl Renderer<'_> {
 /// A value as it may be shown: a secret as `***`.
 fn shown(v: &Value) -> &str {
     if v.secret { MASK } else { &v.text }
-}
-
-/// One placeholder's value written into shell text at `spot`.
-fn shell_value(
-    p: &Placeholder<'_>,
-    v: &Value,
-    spot: &Result<Spot, shell::Misplaced>,
-) -> Result<String, String> {
-    let reference = || format!("${{{}}}", secret_env_name(p.name));
-    match (p.raw, spot) {
-        (true, _) if v.secret => Ok(reference()),
-        (true, _) => Ok(v.text.clone()),
-        (false, Err(m)) => Err(m.explain().0.to_string()),
-        (false, Ok(spot)) if v.secret => shell::reference(spot, &secret_env_name(p.name)),
-        (false, Ok(spot)) => shell::quote(spot, &v.text),
-    }
 }
 
 /// Milliseconds, saturating: a duration too long for u64 is "forever", never a wrapped short one.

@@ -30,6 +30,7 @@ const HOSTILE: &[&str] = &[
     "line one\nline two\ntouch PWNED",
     "*",
     "${HOME} $HOME ~ #not a comment",
+    "tab\tand \x1b[31mred\x07 \u{202e}",
     "",
 ];
 
@@ -324,4 +325,32 @@ fail_on = ["error {{code}}$"]
     assert!(plan.stdout.contains(r"failing on error E\.1$"), "{plan:?}");
     let out = t.run(&["run", "rb.toml", "--yes"]);
     assert_eq!(out.code, 0, "`.` in the value is a dot, not any character; {out:?}");
+}
+
+#[test]
+fn a_rehearsal_runs_rollback_and_verify_rollback_with_a_hostile_value_as_data() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        r#"[runbook]
+name = "files"
+
+[vars]
+f = "{{runbook_dir}}/a file; touch PWNED *"
+
+[env.staging.vars]
+where = "staging"
+
+[[step]]
+title = "make the file"
+kind = "apply"
+run = "touch {{f}} && test -e \"{{f}}\""
+rollback = "rm {{f}}"
+verify_rollback = "test ! -e {{f}}"
+"#,
+    );
+    let out = t.run(&["rehearse", "rb.toml", "--env", "staging", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!t.path().join("a file; touch PWNED *").exists(), "the rollback removed it");
+    assert_untouched(&t);
 }

@@ -11,7 +11,66 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::template::Placeholder;
+use super::template::{Placeholder, placeholders};
+
+/// What a placeholder stands for in a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fill {
+    /// A value, written so that bash reads exactly it.
+    Value(String),
+    /// A secret: a reference to the environment variable (named here) that holds it.
+    Secret(String),
+}
+
+/// Fill a command's placeholders, each written for where it sits; `fill` says what a variable
+/// stands for (`None` leaves the placeholder as written). `{{raw:name}}` is pasted as it is (a
+/// secret as `${VAR}`). `Err` names the variable and says why its value cannot be used there.
+/// Anything that fills commands (the plan, or values known only during a run) goes through here.
+pub fn render(text: &str, mut fill: impl FnMut(&str) -> Option<Fill>) -> Result<String, String> {
+    let Ok(found) = placeholders(text) else { return Ok(text.to_string()) };
+    let spots = spots(text, &found);
+    let mut out = String::with_capacity(text.len());
+    let mut heredocs = Vec::new();
+    let mut last = 0;
+    for (p, spot) in found.iter().zip(spots) {
+        out.push_str(&text[last..p.range.start]);
+        last = p.range.end;
+        let Some(filled) = fill(p.name) else {
+            out.push_str(&text[p.range.clone()]);
+            continue;
+        };
+        let start = out.len();
+        let written = write(p, &filled, &spot)
+            .map_err(|why| format!("the value of `{}` cannot be used there: {why}", p.name))?;
+        out.push_str(&written);
+        // A reference is expanded after bash has found the document's end: only values count.
+        if let (Ok(spot @ Spot::Heredoc { .. }), Fill::Value(_)) = (spot, &filled) {
+            heredocs.push((p.name, start..out.len(), spot));
+        }
+    }
+    out.push_str(&text[last..]);
+    match heredocs.into_iter().find(|(_, range, spot)| ends_heredoc(&out, range.clone(), spot)) {
+        Some((name, _, _)) => Err(format!(
+            "the value of `{name}` holds a line that would end its here-document early"
+        )),
+        None => Ok(out),
+    }
+}
+
+/// One placeholder's value written at its spot.
+fn write(
+    p: &Placeholder<'_>,
+    filled: &Fill,
+    spot: &Result<Spot, Misplaced>,
+) -> Result<String, String> {
+    match (p.raw, filled, spot) {
+        (true, Fill::Secret(var), _) => Ok(format!("${{{var}}}")),
+        (true, Fill::Value(v), _) => Ok(v.clone()),
+        (false, _, Err(m)) => Err(m.explain().0.to_string()),
+        (false, Fill::Secret(var), Ok(spot)) => reference(spot, var),
+        (false, Fill::Value(v), Ok(spot)) => quote(spot, v),
+    }
+}
 
 /// Where a placeholder sits, as bash will read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -659,6 +718,19 @@ mod tests {
         assert!(quote(&Spot::Arithmetic, "a[$(id)]").is_err());
         assert_eq!(quote(&Spot::Arithmetic, "-12").unwrap(), "-12");
         assert!(quote(&Spot::Unquoted, "a\0b").is_err());
+    }
+
+    #[test]
+    fn renders_values_secrets_and_raw_placeholders() {
+        let fill = |name: &str| match name {
+            "v" => Some(Fill::Value("a b".into())),
+            "pw" => Some(Fill::Secret("RUNBOOK_SECRET_PW".into())),
+            _ => None,
+        };
+        let out = render("x {{v}} '{{pw}}' {{raw:v}} {{other}}", fill).unwrap();
+        assert_eq!(out, "x 'a b' ''\"${RUNBOOK_SECRET_PW}\"'' a b {{other}}");
+        let doc = render("cat <<EOF\n{{v}}\nEOF\n", |_| Some(Fill::Value("EOF".into())));
+        assert!(doc.unwrap_err().contains("would end its here-document early"));
     }
 
     #[test]
