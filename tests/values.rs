@@ -354,3 +354,18 @@ verify_rollback = "test ! -e {{f}}"
     assert!(!t.path().join("a file; touch PWNED *").exists(), "the rollback removed it");
     assert_untouched(&t);
 }
+
+#[test]
+fn check_json_lists_a_raw_placeholder_as_a_warning_of_a_valid_file() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        "[runbook]\nname = \"raw\"\n[vars]\nflags = \"-n\"\n[[step]]\ntitle = \"t\"\nkind = \"check\"\nrun = \"echo {{raw:flags}} hi\"\n",
+    );
+    let out = t.run(&["check", "--json", "rb.toml"]).success();
+    let files: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(files[0]["ok"], true, "{out:?}");
+    let d = &files[0]["diagnostics"][0];
+    assert_eq!(d["severity"], "warning", "{out:?}");
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(8), Some(13)), "{out:?}");
+}

@@ -50,7 +50,7 @@ fn read_folder(dir: &Path) -> Result<Vec<Entry>> {
         .map(|file| {
             let runbook = load(&file).map_err(|e| match e {
                 LoadError::Invalid(r) => {
-                    let n = r.diagnostics.len();
+                    let n = r.errors();
                     format!("invalid: {n} problem{} (runbook check)", if n == 1 { "" } else { "s" })
                 }
                 other => other.to_string(),
