@@ -139,7 +139,7 @@ fn restore_brings_back_values_types_and_ttls() {
     let _: () = con.pexpire("page:upload:7", 600_000).unwrap();
     let _: () = con.hset("page:upload:hash", "field", "hv").unwrap();
     let _: () = con.rpush("page:upload:list", &["a", "b", "c"]).unwrap();
-    let _: () = con.pset_ex("page:upload:short", "gone soon", 300).unwrap();
+    let _: () = con.pset_ex("page:upload:short", "gone soon", 1_500).unwrap();
     let _: () = con.set("keep", "me").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let report =
@@ -150,7 +150,7 @@ fn restore_brings_back_values_types_and_ttls() {
     // and the short-lived key's TTL runs out.
     let _: () = con.set("page:upload:3", "fresh").unwrap();
     let _: () = con.set("page:upload:new", "rendered by the change").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1_700));
     let _: () = con.set("page:upload:short", "rendered by the change").unwrap();
 
     let mut seen = Vec::new();
