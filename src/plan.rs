@@ -291,6 +291,7 @@ impl Plan {
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps: Vec<PlannedStep> =
             rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect::<Result<_>>()?;
+        refuse_flushing_everything(&steps, &step_env, ctx.dry)?;
         if !ctx.dry && steps.iter().any(|s| s.on.is_some() && s.excluded.is_none()) {
             bail!(
                 "this runbook has steps `on` host groups, which `plan` and `check` understand but this version cannot run yet (nothing was run)"
@@ -417,6 +418,33 @@ fn check_secrets(
             bail!(
                 "variable `{name}` holds `${{RUNBOOK_SECRET_`, which is how runbook refers to secrets in what it records; expected a value without it (to use a secret, write its {{{{name}}}}) (nothing was run)"
             );
+        }
+    }
+    Ok(())
+}
+
+/// A flush pattern that matches every key, however it came to be (`--var pat=*`, `**`, `*?*`), is
+/// refused before anything runs: `check` can only see the file's text. For `plan` a secret reads
+/// `***`, which says nothing about its value: the run checks it again.
+fn refuse_flushing_everything(
+    steps: &[PlannedStep],
+    env: &[(String, String)],
+    dry: bool,
+) -> Result<()> {
+    for step in steps.iter().filter(|s| s.excluded.is_none()) {
+        let Work::Flush { patterns, .. } = &step.work else { continue };
+        for (recorded, used) in patterns.iter().map(|p| (p, secret::expand(p, env))) {
+            let used = used?;
+            if dry && used.contains(MASK) {
+                continue;
+            }
+            if crate::steps::flush::matches_every_key(&used) {
+                bail!(
+                    "step {}: the flush pattern {recorded:?} (used as {:?}) matches every key; expected a pattern that names the keys that matter, such as \"page:upload:*\"; clearing every key is FLUSHDB's job, and runbook never does it (nothing was run)",
+                    step.number,
+                    crate::secret::Masker::new(env.iter().map(|(_, v)| v.clone())).mask(&used)
+                );
+            }
         }
     }
     Ok(())

@@ -459,3 +459,26 @@ fn tls_url_against_a_plain_server_fails_cleanly() {
     assert!(err.retry_safe(), "{err:?}");
     assert!(err.to_string().contains("nothing was deleted"), "{err}");
 }
+
+/// Issue 10 item 4, the last guard: whatever the plan let through, the flush itself refuses a
+/// pattern made only of `*` and `?`, before it connects.
+#[test]
+fn a_pattern_matching_every_key_is_refused_by_the_flush_itself() {
+    let server = RedisServer::start();
+    let mut con = server.client(0);
+    load(&mut con, "page:upload:", 10);
+    let dir = tempfile::tempdir().unwrap();
+    for all in ["*", "**", "*?*", "?*", "page:*"] {
+        let patterns = ["page:upload:*", all];
+        let result = flush::flush(&spec(&server, &patterns), &backup_path(&dir), &mut no_progress);
+        if all == "page:*" {
+            assert!(result.is_ok());
+            continue;
+        }
+        let err = result.unwrap_err();
+        assert!(matches!(err, FlushError::InvalidSpec { .. }), "{all}: {err}");
+        assert!(err.to_string().contains("matches every key"), "{err}");
+        assert_eq!(count(&mut con, "page:upload:*"), 10, "{all}: nothing deleted");
+        assert!(flush::preview(&spec(&server, &patterns), 5).is_err(), "{all}");
+    }
+}

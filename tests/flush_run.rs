@@ -330,3 +330,45 @@ fn a_secret_placeholder_in_the_flush_url_is_recorded_as_a_reference_and_replayed
         crate::support::assert_nowhere_below(&t.state_dir(), shown);
     }
 }
+
+/// Issue 10 item 4: "`*` alone is refused", yet `--var pat=*` and `pattern = "**"` each emptied a
+/// whole database; the guard read the file's text, not the pattern used.
+#[test]
+fn a_pattern_matching_every_key_is_refused_however_it_is_written_or_given() {
+    let server = RedisServer::start();
+    seed(&server);
+    let t = Runbook::new();
+    let url = server.url(0);
+    let file = |pattern: &str| {
+        format!(
+            "[runbook]\nname = \"all\"\n[vars]\npat = \"page:upload:*\"\n[[step]]\ntitle = \"flush\"\nkind = \"flush\"\nredis = \"{url}\"\npattern = \"{pattern}\"\n"
+        )
+    };
+    for written in ["**", "*?*", "?**"] {
+        t.file("rb.toml", &file(written));
+        let out = t.run(&["check", "rb.toml"]);
+        assert!(out.stderr.contains("a flush pattern must name the keys"), "{written}: {out:?}");
+        let out = t.run(&["run", "rb.toml", "--yes"]);
+        assert_ne!(out.code, 0, "{written}: {out:?}");
+    }
+    t.file("rb.toml", &file("{{pat}}"));
+    t.run(&["check", "rb.toml"]).success();
+    for given in ["*", "**", "*?*"] {
+        let var = format!("pat={given}");
+        let out = t.run(&["plan", "rb.toml", "--var", &var]);
+        assert!(out.stderr.contains("matches every key"), "plan, {given}: {out:?}");
+        let out = t.run(&["run", "rb.toml", "--yes", "--var", &var]).code(1);
+        assert!(out.stderr.contains("matches every key"), "run, {given}: {out:?}");
+        assert!(out.stderr.contains("nothing was run"), "{out:?}");
+    }
+    assert_eq!(count(&server, "page:*"), 601, "nothing was deleted");
+    let secret = Runbook::new().env("PAT", "******");
+    secret.file(
+        "rb.toml",
+        &file("{{pat}}")
+            .replace("pat = \"page:upload:*\"", "pat = { from_env = \"PAT\", secret = true }"),
+    );
+    let out = secret.run(&["run", "rb.toml", "--yes"]).code(1);
+    assert!(out.stderr.contains("matches every key"), "a secret pattern too: {out:?}");
+    assert_eq!(count(&server, "page:*"), 601, "nothing was deleted");
+}

@@ -28,7 +28,7 @@ pub fn read_flush(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Act
         .map(|(text, span)| Template { text, span })
         .collect();
     for p in &patterns {
-        if p.text.trim().is_empty() || p.text.trim() == "*" {
+        if p.text.trim().is_empty() || crate::steps::flush::matches_every_key(p.text.trim()) {
             d.push(
                 Diagnostic::new(p.span.clone(), "a flush pattern must name the keys that matter")
                     .expected("a key pattern such as \"page:upload:*\"")

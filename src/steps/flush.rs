@@ -269,12 +269,26 @@ fn key_digest(key: &[u8]) -> [u8; 16] {
     out
 }
 
+/// Whether a key pattern matches every key: one made only of `*` and `?`, however many (`*`,
+/// `**`, `*?*`; `?` alone matches every one-letter key, and no flush means that). Checked on the
+/// pattern as used, wherever it came from.
+pub fn matches_every_key(pattern: &str) -> bool {
+    !pattern.is_empty() && pattern.bytes().all(|b| b == b'*' || b == b'?')
+}
+
 fn check_spec(spec: &FlushSpec) -> Result<(), FlushError> {
     if spec.patterns.is_empty() || spec.patterns.iter().any(String::is_empty) {
         return Err(FlushError::InvalidSpec {
             detail: format!(
                 "patterns {:?}: expected at least one non-empty key pattern",
                 spec.patterns
+            ),
+        });
+    }
+    if let Some(all) = spec.patterns.iter().find(|p| matches_every_key(p)) {
+        return Err(FlushError::InvalidSpec {
+            detail: format!(
+                "pattern {all:?} matches every key; expected a pattern that names the keys that matter, such as \"page:upload:*\" (clearing every key is FLUSHDB's job, and runbook never does it)"
             ),
         });
     }
