@@ -299,7 +299,7 @@ fn password_protected_server_works_and_a_wrong_password_is_never_printed() {
 
     let wrong = FlushSpec {
         url: format!("redis://:not-the-pw@127.0.0.1:{}/0", server.port),
-        ..spec(&server, &["*"])
+        ..spec(&server, &["page:*"])
     };
     let err = flush::flush(&wrong, &backup_path(&dir), &mut no_progress).unwrap_err();
     assert!(matches!(err, FlushError::AuthFailed { .. }), "{err:?}");
