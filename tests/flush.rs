@@ -309,8 +309,10 @@ fn password_protected_server_works_and_a_wrong_password_is_never_printed() {
     );
     assert!(err.to_string().contains("nothing was deleted"), "{err}");
 
-    let missing =
-        FlushSpec { url: format!("redis://127.0.0.1:{}/0", server.port), ..spec(&server, &["*"]) };
+    let missing = FlushSpec {
+        url: format!("redis://127.0.0.1:{}/0", server.port),
+        ..spec(&server, &["page:*"])
+    };
     let err = flush::preview(&missing, 3).unwrap_err();
     assert!(matches!(err, FlushError::AuthFailed { .. }), "{err:?}");
 }
