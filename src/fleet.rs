@@ -411,7 +411,11 @@ impl Live {
         let (host, text, done) = line;
         match self.bars.get(host) {
             Some((bar, _)) => bar.set_message(text.clone()),
-            None if done => eprintln!("    {host:<16} {text}"),
+            None if done => {
+                // Part of the run's record, on stdout; a closed stdout must not stop a deploy.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "    {host:<16} {text}");
+            }
             None => {}
         }
         if done && let Some(multi) = &self.multi {

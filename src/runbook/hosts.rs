@@ -237,16 +237,16 @@ fn check_kind(step: &Step, on: &Named, d: &mut Vec<Diagnostic>) {
         Action::Measure(MeasureDef::Http { .. } | MeasureDef::Redis { .. }) => {
             "an http or redis measure runs from this machine"
         }
-        Action::Shell(_) | Action::Watch(_) | Action::Measure(MeasureDef::Command { .. }) => {
-            return;
-        }
+        // A watch reads its file or command on this machine; on hosts it is not built yet.
+        Action::Watch(_) => "a watch step reads its file or command on this machine",
+        Action::Shell(_) | Action::Measure(MeasureDef::Command { .. }) => return,
     };
     d.push(
         Diagnostic::new(
             on.span.clone(),
             format!("step {} cannot run `on` hosts: {why}", step.number),
         )
-        .expected("`on` only on backup, apply, check, watch and measure (run) steps")
+        .expected("`on` only on backup, apply, check and measure (run) steps")
         .hint("remove `on`, or make it a step that runs a command"),
     );
 }

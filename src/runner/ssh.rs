@@ -428,7 +428,8 @@ fn lifeline(mut stdin: std::process::ChildStdin, script: Vec<u8>) -> Lifeline {
 fn read_on_a_thread(mut reader: std::io::PipeReader) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::sync_channel(16);
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Small: one buffer per host at once, and ssh hands output on in pieces of at most 32 KiB.
+        let mut buf = vec![0u8; 16 * 1024];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => return,

@@ -60,6 +60,9 @@ impl Fleet {
         ensure_privsep_dir();
         let dir = tempfile::tempdir().expect("temp dir for the fleet");
         keygen(&dir.path().join("id_ed25519"));
+        // Sessions get a home of their own: bash reads ~/.bashrc for commands run by sshd, and
+        // this machine's may do anything (and be slow).
+        std::fs::create_dir(dir.path().join("home")).unwrap();
         let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
         std::fs::write(dir.path().join("authorized_keys"), public).unwrap();
         let mode = if netns_permitted() { Mode::Netns } else { Mode::Loopback };
@@ -120,7 +123,7 @@ impl Fleet {
             "Port {port}\nListenAddress {addr}\nHostKey {}\nAuthorizedKeysFile {d}/authorized_keys\n\
              StrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nPidFile none\nLogLevel ERROR\n\
-             MaxSessions 200\nMaxStartups 200\nAcceptEnv none\n",
+             MaxSessions 200\nMaxStartups 200\nAcceptEnv none\nSetEnv HOME={d}/home\n",
             key.display()
         )
     }
