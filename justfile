@@ -31,6 +31,7 @@ bench: build
     bench/engine/run.sh
     bench/flush/run.sh
     bench/watch/run.sh
+    bench/history/run.sh
 
 # Engine overhead per step and memory while a step prints 1 GiB
 bench-engine: build
@@ -43,6 +44,10 @@ bench-flush: build
 # Watch matching throughput against grep -c -E on a 1 GiB log
 bench-watch: build
     bench/watch/run.sh
+
+# history with filters over 100,000 runs, with the index and without it
+bench-history: build
+    bench/history/run.sh
 
 # Format the code
 fmt:

@@ -3,25 +3,34 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::de::value::StrDeserializer;
 use serde_json::json;
 
 use crate::cli::HistoryArgs;
 use crate::engine::code;
-use crate::journal::index::{self, Summary};
-use crate::journal::{Event, RunState, Store, reader, shared};
+use crate::journal::index::{self, Run, Summary};
+use crate::journal::{Event, RunState, RunStatus, Store, reader, shared};
 use crate::plan::find_step;
 use crate::runbook::duration;
 use crate::ui::Ui;
 
 pub fn history(store: &Store, args: &HistoryArgs) -> Result<i32> {
     let filter = Filter::new(args)?;
-    let (mut runs, unreadable) = index::summaries(&store.runs_dir())?;
+    // With a team store, its runs are merged in by date: keep every local match until then.
+    let room = if args.store.is_some() { usize::MAX } else { args.limit };
+    let mut runs: Vec<Summary> = Vec::new();
+    let unreadable = index::each_run(&store.runs_dir(), |run| {
+        if runs.len() < room && filter.keeps(run) {
+            runs.push(run.summary());
+        }
+    })?;
     if let Some(url) = &args.store {
-        add_team_runs(&mut runs, url);
+        add_team_runs(&mut runs, url, &filter);
         runs.sort_by(|a, b| b.id.cmp(&a.id));
     }
-    let runs: Vec<Summary> =
-        runs.into_iter().filter(|r| filter.keeps(r)).take(args.limit).collect();
+    runs.truncate(args.limit);
     if args.json {
         let list: Vec<_> = runs.iter().map(summary_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -43,7 +52,8 @@ pub fn history(store: &Store, args: &HistoryArgs) -> Result<i32> {
 struct Filter<'a> {
     runbook: Option<&'a str>,
     env: Option<&'a str>,
-    status: Option<&'a str>,
+    /// The status asked for as the journal spells an end (`rolled_back`), or `running`/`no_end`.
+    status: Option<(Option<RunStatus>, &'a str)>,
     since: Option<DateTime<Utc>>,
     any: bool,
 }
@@ -60,27 +70,34 @@ impl<'a> Filter<'a> {
             }
             None => None,
         };
-        let any = args.runbook.is_some() || args.env.is_some() || args.status.is_some();
+        let status = args.status.as_deref().map(|text| {
+            let name: StrDeserializer<'_, serde::de::value::Error> = text.into_deserializer();
+            (RunStatus::deserialize(name).ok(), text)
+        });
+        let any = args.runbook.is_some() || args.env.is_some() || status.is_some();
         Ok(Filter {
             runbook: args.runbook.as_deref(),
             env: args.env.as_deref(),
-            status: args.status.as_deref(),
+            status,
             since,
             any: any || since.is_some(),
         })
     }
 
-    fn keeps(&self, run: &Summary) -> bool {
-        self.runbook.is_none_or(|n| run.name == n)
-            && self.env.is_none_or(|e| run.env.as_deref() == Some(e))
-            && self.since.is_none_or(|t| run.started_at >= t)
-            && self.status.is_none_or(|s| run.status_word() == s)
+    /// The cheap tests first: most of the runs of a long history are only looked at here.
+    fn keeps(&self, run: &Run<'_>) -> bool {
+        self.status.is_none_or(|wanted| match wanted {
+            (Some(ended), _) => run.finished() == Some(ended),
+            (None, word) => run.finished().is_none() && run.status_word() == word,
+        }) && self.runbook.is_none_or(|n| run.name() == n)
+            && self.env.is_none_or(|e| run.env().as_deref() == Some(e))
+            && self.since.is_none_or(|t| run.started_at() >= t)
     }
 }
 
 /// Runs recorded in the team's streams that this machine does not have. An unreachable store
 /// is a warning: the local history is still true.
-fn add_team_runs(runs: &mut Vec<Summary>, url: &str) {
+fn add_team_runs(runs: &mut Vec<Summary>, url: &str, filter: &Filter<'_>) {
     let found = shared::stream_names(url).and_then(|names| {
         let mut out = Vec::new();
         for stream in names {
@@ -96,7 +113,10 @@ fn add_team_runs(runs: &mut Vec<Summary>, url: &str) {
                 }
                 let place = std::path::PathBuf::from(format!("(team store) {id}"));
                 if let Ok(state) = reader::from_lines(&place, &lines) {
-                    runs.push(Summary::of(&state));
+                    let run = Run::Read(Summary::of(&state));
+                    if filter.keeps(&run) {
+                        runs.push(run.summary());
+                    }
                 }
             }
         }

@@ -20,8 +20,14 @@ struct Entry {
 
 pub fn run(store: &Store, dir: &Path, as_json: bool) -> Result<i32> {
     let entries = read_folder(dir)?;
-    let (runs, _) = index::summaries(&store.runs_dir())?;
-    let last = last_runs(&runs);
+    let mut latest: HashMap<String, Summary> = HashMap::new();
+    index::each_run(&store.runs_dir(), |run| {
+        // Newest first: the first run seen of a runbook is its last.
+        if !latest.contains_key(run.name().as_ref()) {
+            latest.insert(run.name().into_owned(), run.summary());
+        }
+    })?;
+    let last: HashMap<&str, &Summary> = latest.iter().map(|(k, v)| (k.as_str(), v)).collect();
     if as_json {
         let list: Vec<Value> = entries.iter().map(|e| entry_json(e, &last)).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -58,15 +64,6 @@ fn read_folder(dir: &Path) -> Result<Vec<Entry>> {
             Entry { file, runbook }
         })
         .collect())
-}
-
-/// The newest run of each runbook name.
-fn last_runs(runs: &[Summary]) -> HashMap<&str, &Summary> {
-    let mut last = HashMap::new();
-    for run in runs {
-        last.entry(run.name.as_str()).or_insert(run);
-    }
-    last
 }
 
 fn print_list(dir: &Path, entries: &[Entry], last: &HashMap<&str, &Summary>) {

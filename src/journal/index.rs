@@ -11,12 +11,16 @@
 //! - An unreadable or foreign index is rebuilt. Lines are tab-separated (tabs, newlines and
 //!   backslashes escaped), parsed without a JSON parser, because parsing is most of the cost.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::de::value::StrDeserializer;
 
 use super::event::RunStatus;
 use super::reader::{self, RunState};
@@ -93,39 +97,145 @@ pub fn status_name(status: RunStatus) -> String {
     serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
-/// Every readable run in `runs_dir`, newest first, with the index brought up to date; and the
-/// runs whose journals could not be read, with why.
-pub fn summaries(runs_dir: &Path) -> Result<(Vec<Summary>, Vec<String>)> {
-    let ids = folder_ids(runs_dir)?;
+/// A run as `history` and `list` see it: a line of the index, parsed only as far as a filter
+/// needs (most of a hundred thousand lines are only looked at), or a run read from its journal.
+pub enum Run<'a> {
+    Indexed(Entry<'a>),
+    Read(Summary),
+}
+
+impl Run<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            Run::Indexed(e) => e.fields[0],
+            Run::Read(s) => &s.id,
+        }
+    }
+
+    pub fn name(&self) -> Cow<'_, str> {
+        match self {
+            Run::Indexed(e) => unescape(e.fields[1]),
+            Run::Read(s) => Cow::Borrowed(&s.name),
+        }
+    }
+
+    pub fn env(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Run::Indexed(e) => optional(e.fields[5]).map(unescape),
+            Run::Read(s) => s.env.as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    /// The recorded end, if any.
+    pub fn finished(&self) -> Option<RunStatus> {
+        match self {
+            Run::Indexed(e) => Some(e.status),
+            Run::Read(s) => s.finished.map(|(status, _)| status),
+        }
+    }
+
+    pub fn status_word(&self) -> String {
+        match self {
+            Run::Indexed(e) => status_name(e.status),
+            Run::Read(s) => s.status_word(),
+        }
+    }
+
+    pub fn started_at(&self) -> DateTime<Utc> {
+        match self {
+            Run::Indexed(e) => time(e.fields[9]).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            Run::Read(s) => s.started_at,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        match self {
+            Run::Indexed(e) => e.summary(),
+            Run::Read(s) => s.clone(),
+        }
+    }
+}
+
+/// One line of the index, split but not yet unescaped or parsed.
+pub struct Entry<'a> {
+    fields: [&'a str; FIELDS],
+    status: RunStatus,
+}
+
+impl Entry<'_> {
+    fn summary(&self) -> Summary {
+        let f = &self.fields;
+        let text = |i: usize| unescape(f[i]).into_owned();
+        Summary {
+            id: text(0),
+            name: text(1),
+            path: text(2),
+            hash: text(3),
+            command: text(4),
+            env: optional(f[5]).map(|v| unescape(v).into_owned()),
+            operator: text(6),
+            host: text(7),
+            reason: optional(f[8]).map(|v| unescape(v).into_owned()),
+            started_at: time(f[9]).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            last_at: time(f[10]).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            finished: Some((self.status, f[12].parse().unwrap_or_default())),
+            steps_ok: f[13].parse().unwrap_or_default(),
+            steps_total: f[14].parse().unwrap_or_default(),
+            open_label: None,
+        }
+    }
+}
+
+/// Show every readable run in `runs_dir` to `visit`, newest first, with the index brought up to
+/// date on the way; returns the runs whose journals could not be read, with why.
+pub fn each_run(runs_dir: &Path, mut visit: impl FnMut(&Run<'_>)) -> Result<Vec<String>> {
+    let mut ids = folder_ids(runs_dir)?;
+    ids.sort_unstable_by(|a, b| b.cmp(a));
     let index_path = index_path(runs_dir);
-    let (mut known, changed) = load(&index_path);
+    let text = std::fs::read_to_string(&index_path).unwrap_or_default();
+    let (known, changed) = load(&text);
     let mut dirty = !changed.is_empty();
+    // Both lists are newest first: walk them side by side (no hashing of a hundred thousand ids).
+    let mut next = 0;
+    let mut stale = 0;
+    let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(ids.len());
     let mut unreadable = Vec::new();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(summary) = known.remove(&id).filter(|_| !changed.contains(&id)) {
-            out.push(summary);
+    for id in &ids {
+        while next < known.len() && known[next].0 > id.as_str() {
+            stale += 1; // its folder is gone
+            next += 1;
+        }
+        let mut line = None;
+        if next < known.len() && known[next].0 == id.as_str() {
+            line = Some(known[next].1).filter(|_| !changed.contains(id.as_str()));
+            next += 1;
+        }
+        if let Some(entry) = line.and_then(parse) {
+            lines.push(Cow::Borrowed(line.unwrap_or_default()));
+            visit(&Run::Indexed(entry));
             continue;
         }
-        match reader::read(&runs_dir.join(&id)) {
+        dirty |= line.is_some(); // a line that does not parse is replaced
+        match reader::read(&runs_dir.join(id)) {
             Ok(run) => {
                 let summary = Summary::of(&run);
-                dirty |= summary.finished.is_some();
-                out.push(summary);
+                if summary.finished.is_some() {
+                    dirty = true;
+                    lines.push(Cow::Owned(format(&summary)));
+                }
+                visit(&Run::Read(summary));
             }
             // A folder made a moment ago has no journal yet: not a problem, not a run yet.
-            Err(_) if !runs_dir.join(&id).join("journal.jsonl").exists() => {}
+            Err(_) if !runs_dir.join(id).join("journal.jsonl").exists() => {}
             Err(e) => unreadable.push(format!("{id}: {e:#}")),
         }
     }
-    // Lines left over are runs whose folders are gone.
-    dirty |= !known.is_empty();
-    out.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    dirty |= stale + (known.len() - next) > 0;
     if dirty {
         // Best effort: an index that cannot be written is rebuilt next time, nothing more.
-        let _ = save(&index_path, &out);
+        let _ = save(&index_path, &lines);
     }
-    Ok((out, unreadable))
+    Ok(unreadable)
 }
 
 /// Note that a run's journal changed after its end (a resume, a rollback of the run), so the
@@ -140,7 +250,7 @@ pub fn mark_changed(journal: &Path) {
     if !path.exists() {
         return;
     }
-    let line = format!("changed\t{}\n", escape(id));
+    let line = format!("changed\t{id}\n");
     if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&path) {
         let _ = file.write_all(line.as_bytes());
     }
@@ -164,36 +274,41 @@ fn folder_ids(runs_dir: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The index's runs and the ids marked changed; empty when it is missing or not ours.
-fn load(path: &Path) -> (HashMap<String, Summary>, HashSet<String>) {
-    let mut known = HashMap::new();
+/// The index's lines with their run ids, newest first, one per run, and the ids marked changed;
+/// empty when it is missing or not ours. Lines are kept as written: most are never parsed.
+fn load(text: &str) -> (Vec<(&str, &str)>, HashSet<&str>) {
+    let mut known = Vec::new();
     let mut changed = HashSet::new();
-    let Ok(text) = std::fs::read_to_string(path) else { return (known, changed) };
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return (known, changed);
     }
     for line in lines {
         if let Some(id) = line.strip_prefix("changed\t") {
-            changed.insert(unescape(id));
-        } else if let Some(summary) = parse(line) {
-            changed.remove(&summary.id);
-            known.insert(summary.id.clone(), summary);
+            changed.insert(id);
+        } else if let Some((id, _)) = line.split_once('\t') {
+            known.push((id, line));
         }
-        // A line that does not parse (torn by a crash) is skipped: its run is read again.
+    }
+    // The index is written newest first; lines appended since may not be. A stable sort keeps
+    // the file's order among lines of one run, and the last of them is the one that counts.
+    if !known.windows(2).all(|w| w[0].0 > w[1].0) {
+        known.sort_by(|a, b| b.0.cmp(a.0));
+        known.reverse();
+        known.dedup_by(|later, earlier| later.0 == earlier.0);
+        known.reverse();
     }
     (known, changed)
 }
 
 /// Write the whole index to a temporary file and rename it over the old one, so a reader sees
 /// the old index or the new one, never half of one.
-fn save(path: &Path, runs: &[Summary]) -> Result<()> {
-    let mut text = String::with_capacity(runs.len() * 256);
+fn save(path: &Path, lines: &[Cow<'_, str>]) -> Result<()> {
+    let mut text = String::with_capacity(lines.len() * 256);
     text.push_str(HEADER);
     text.push('\n');
-    // Only finished runs: the others are read from their journals every time anyway.
-    for summary in runs.iter().filter(|s| s.finished.is_some()) {
-        text.push_str(&format(summary));
+    for line in lines {
+        text.push_str(line);
         text.push('\n');
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -202,21 +317,25 @@ fn save(path: &Path, runs: &[Summary]) -> Result<()> {
     Ok(())
 }
 
+const FIELDS: usize = 15;
+
+/// A finished run as one line (only finished runs are indexed: the others are read from their
+/// journals every time anyway).
 fn format(s: &Summary) -> String {
     let (status, code) = match s.finished {
         Some((status, code)) => (status_name(status), code.to_string()),
         None => (String::new(), String::new()),
     };
-    let fields = [
-        s.id.as_str(),
+    let fields: [&str; FIELDS] = [
+        &s.id,
         &s.name,
         &s.path,
         &s.hash,
         &s.command,
-        s.env.as_deref().unwrap_or("\0"),
+        s.env.as_deref().unwrap_or(NONE),
         &s.operator,
         &s.host,
-        s.reason.as_deref().unwrap_or("\0"),
+        s.reason.as_deref().unwrap_or(NONE),
         &s.started_at.to_rfc3339(),
         &s.last_at.to_rfc3339(),
         &status,
@@ -227,56 +346,47 @@ fn format(s: &Summary) -> String {
     fields.iter().map(|f| escape(f)).collect::<Vec<_>>().join("\t")
 }
 
-fn parse(line: &str) -> Option<Summary> {
-    let f: Vec<String> = line.split('\t').map(unescape).collect();
-    let [
-        id,
-        name,
-        path,
-        hash,
-        command,
-        env,
-        operator,
-        host,
-        reason,
-        started,
-        last,
-        status,
-        code,
-        ok,
-        total,
-    ] = <[String; 15]>::try_from(f).ok()?;
-    let optional = |v: String| (v != "\0").then_some(v);
-    let status: RunStatus = serde_json::from_value(serde_json::Value::String(status)).ok()?;
-    Some(Summary {
-        id,
-        name,
-        path,
-        hash,
-        command,
-        env: optional(env),
-        operator,
-        host,
-        reason: optional(reason),
-        started_at: DateTime::parse_from_rfc3339(&started).ok()?.with_timezone(&Utc),
-        last_at: DateTime::parse_from_rfc3339(&last).ok()?.with_timezone(&Utc),
-        finished: Some((status, code.parse().ok()?)),
-        steps_ok: ok.parse().ok()?,
-        steps_total: total.parse().ok()?,
-        open_label: None,
-    })
-}
-
-fn escape(text: &str) -> String {
-    if !text.contains(['\\', '\t', '\n', '\r']) {
-        return text.to_string();
+/// A line split into its fields; `None` for a line that is torn or not ours (its run is then
+/// read from its journal).
+fn parse(line: &str) -> Option<Entry<'_>> {
+    let mut fields = [""; FIELDS];
+    let mut parts = line.split('\t');
+    for field in &mut fields {
+        *field = parts.next()?;
     }
-    text.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
+    if parts.next().is_some() {
+        return None;
+    }
+    let name: StrDeserializer<'_, serde::de::value::Error> = fields[11].into_deserializer();
+    let status = RunStatus::deserialize(name).ok()?;
+    // Times are parsed when a filter or the output needs them; a line is ours if it has the
+    // right number of fields and a status.
+    Some(Entry { fields, status })
 }
 
-fn unescape(text: &str) -> String {
+/// Marks an absent environment or reason (an empty one is a value).
+const NONE: &str = "\0";
+
+fn optional(field: &str) -> Option<&str> {
+    (field != NONE).then_some(field)
+}
+
+fn time(field: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(field).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn escape(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\\', '\t', '\n', '\r']) {
+        return Cow::Borrowed(text);
+    }
+    let escaped =
+        text.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r");
+    Cow::Owned(escaped)
+}
+
+fn unescape(text: &str) -> Cow<'_, str> {
     if !text.contains('\\') {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -293,7 +403,7 @@ fn unescape(text: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -322,6 +432,6 @@ mod tests {
         };
         let line = format(&s);
         assert!(!line.contains('\n'));
-        assert_eq!(parse(&line), Some(s));
+        assert_eq!(parse(&line).map(|e| e.summary()), Some(s));
     }
 }
