@@ -105,17 +105,26 @@ Examples:
   runbook rehearse deploy.toml --env staging
   runbook rehearse runbooks/upload-limits.toml --yes --reason 'before Friday'")]
     Rehearse(RehearseArgs),
-    /// Continue an interrupted run from its journal
+    /// Go on with a run that stopped (crash, abort, leave, Ctrl-C), inside the same run
     #[command(after_help = "\
 Examples:
   runbook resume last
-  runbook resume 20261123T054700 --yes")]
+  runbook resume 20261123T054700 --yes
+  runbook resume last --from 4")]
     Resume {
         #[arg(help = RUN_HELP)]
         run: String,
-        /// Do not ask: run the step that was in flight again, then the rest
+        /// Do not ask: run the step that was in flight again, then the rest (a step that had
+        /// failed is rolled back, as with `run --yes`)
         #[arg(long, short)]
         yes: bool,
+        /// Go on from this step (number or id) instead of where the run stopped: it and the
+        /// steps after it run again within this run
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        /// Go on although lines in the middle of the journal cannot be read (recorded)
+        #[arg(long)]
+        accept_damaged_journal: bool,
     },
     /// List past runs, newest first
     #[command(after_help = "\
@@ -178,6 +187,9 @@ Examples:
         /// Do not ask; roll back every applied step
         #[arg(long, short)]
         yes: bool,
+        /// Roll back although lines in the middle of the journal cannot be read (recorded)
+        #[arg(long)]
+        accept_damaged_journal: bool,
     },
     /// The runbooks in a folder: name, description, steps, environments, last run
     #[command(after_help = "\
@@ -293,6 +305,10 @@ pub struct RehearseArgs {
     /// Why this rehearsal happens; recorded in the journal and the report
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Rehearse although this environment requires a rehearsal elsewhere (it is production:
+    /// every rollback runs there too); needs --reason, which is recorded
+    #[arg(long, requires = "reason")]
+    pub in_gated_env: bool,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {

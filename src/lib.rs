@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod runbook;
 pub mod runner;
 pub mod secret;
+pub mod session;
 pub mod signals;
 pub mod steps;
 pub mod term;

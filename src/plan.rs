@@ -74,49 +74,6 @@ pub enum Work {
 }
 
 impl Work {
-    /// The form that may be written down: secrets masked, URL passwords redacted.
-    pub fn for_journal(&self, masker: &Masker) -> Work {
-        let m = |s: &str| masker.mask(s).into_owned();
-        let url = |s: &str| redact(&m(s)).into_owned();
-        match self.clone() {
-            Work::Shell { run, cwd, timeout_ms } => {
-                Work::Shell { run: m(&run), cwd: cwd.as_deref().map(m), timeout_ms }
-            }
-            Work::Manual { instructions } => Work::Manual { instructions: m(&instructions) },
-            Work::Flush { redis, patterns, max_keys, backup, batch, backup_file } => {
-                Work::Flush { redis: url(&redis), patterns, max_keys, backup, batch, backup_file }
-            }
-            Work::Restore { redis, backup_file, patterns } => {
-                Work::Restore { redis: url(&redis), backup_file, patterns }
-            }
-            Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file } => {
-                let command = command.as_deref().map(m);
-                Work::Watch { file, command, for_ms, fail_on, max, until, wait_for_file }
-            }
-            Work::Measure {
-                run,
-                capture,
-                http,
-                requests,
-                redis,
-                pattern,
-                cwd,
-                timeout_ms,
-                fail_if,
-            } => Work::Measure {
-                run: run.as_deref().map(m),
-                capture,
-                http: http.as_deref().map(url),
-                requests,
-                redis: redis.as_deref().map(url),
-                pattern,
-                cwd,
-                timeout_ms,
-                fail_if,
-            },
-        }
-    }
-
     /// One line saying what this does, for the plan, prompts and the report.
     pub fn summary(&self) -> String {
         match self {
@@ -228,8 +185,10 @@ pub struct Plan {
     pub run_id: String,
     pub run_dir: PathBuf,
     pub operator: String,
-    /// Name, value as it may be shown (secrets as `***`).
+    /// Non-secret variables: name, value exactly as used.
     pub vars: BTreeMap<String, String>,
+    /// The names of the secret variables (their values are in `step_env` only).
+    pub secrets: Vec<String>,
     /// Handed to every step's commands: the secrets (`RUNBOOK_SECRET_NAME`) and `RUNBOOK_RUN_ID`,
     /// by which `resume` finds a step's processes that outlived the engine.
     pub step_env: Vec<(String, String)>,
@@ -283,10 +242,14 @@ impl Plan {
         let masker = Masker::new(secret_env.iter().map(|(_, v)| v.clone()));
         let mut step_env = secret_env;
         step_env.push(("RUNBOOK_RUN_ID".into(), ctx.run_id.clone()));
+        // Non-secret values verbatim: a resume needs them exactly. (A value holding a URL's
+        // password is a secret, whatever the runbook says, so it is not among them.)
         let shown = values
             .iter()
-            .map(|(k, v)| (k.clone(), if v.secret { MASK.to_string() } else { v.text.clone() }))
+            .filter(|(_, v)| !v.secret)
+            .map(|(k, v)| (k.clone(), v.text.clone()))
             .collect();
+        let secrets = values.iter().filter(|(_, v)| v.secret).map(|(k, _)| k.clone()).collect();
         check_defined(rb, env, &values)?;
         let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
         let steps: Vec<PlannedStep> =
@@ -309,6 +272,7 @@ impl Plan {
             run_dir: ctx.run_dir,
             operator: ctx.operator,
             vars: shown,
+            secrets,
             step_env,
             masker,
             steps,

@@ -536,7 +536,7 @@ fn prompts(run: &RunState) -> Vec<PromptNote> {
     run.records
         .iter()
         .filter_map(|r| match &r.event {
-            Event::Prompt { step, question, answer } => Some(PromptNote {
+            Event::Prompt { step, question, answer, .. } => Some(PromptNote {
                 at: r.ts,
                 step: *step,
                 question: question.clone(),
@@ -552,7 +552,7 @@ fn rollbacks(run: &RunState) -> Vec<RollbackNote> {
     let mut logs: Vec<String> = Vec::new();
     for r in &run.records {
         match &r.event {
-            Event::RollbackStarted { step, reason, work, log } => {
+            Event::RollbackStarted { step, reason, work, log, .. } => {
                 logs.push(log.clone());
                 notes.push(RollbackNote {
                     at: r.ts,
@@ -569,7 +569,9 @@ fn rollbacks(run: &RunState) -> Vec<RollbackNote> {
                     verify_output: String::new(),
                 });
             }
-            Event::RollbackFinished { step, ok, exit_code, duration_ms, check, details } => {
+            Event::RollbackFinished {
+                step, ok, exit_code, duration_ms, check, details, ..
+            } => {
                 let Some(note) = notes.iter_mut().rev().find(|n| n.step == *step) else {
                     continue;
                 };

@@ -85,31 +85,61 @@ fn killed_after_every_event_then_resumed_every_step_runs_once_or_is_in_doubt() {
     }
 }
 
+/// How often each step's rollback ran, by step number.
+fn undone(t: &Runbook) -> Vec<usize> {
+    let seen = counts(&t.read("trail"));
+    (1..=3).map(|n| seen.get(&format!("undo {n}")).copied().unwrap_or(0)).collect()
+}
+
 #[test]
-fn killed_during_a_rollback_then_rolled_back_every_applied_step_is_undone_once() {
-    // Failing run: run_started, 3 x (started, finished), then rollbacks of 3, 2, 1 (2 events
-    // each), run_finished: 14 events. Kill after each of the rollback events.
-    for kill_after in 8..=13 {
-        let t = Runbook::new();
-        t.file("rb.toml", &runbook(true));
-        t.crash_after(kill_after, &["run", "rb.toml", "--yes"]);
-        let resume = t.run(&["resume", "last", "--yes"]).code(5);
-        assert!(resume.stderr.contains("stopped while rolling back"), "{resume:?}");
-        let rollback = t.run(&["rollback", "last", "--yes"]);
-        // After the last rollback_finished nothing is left to undo, and that is said plainly.
-        let expected = if kill_after == 13 { 5 } else { 0 };
-        assert_eq!(rollback.code, expected, "after event {kill_after}: {rollback:?}");
-        let seen = counts(&t.read("trail"));
-        for step in 1..=3 {
-            let undone = seen.get(&format!("undo {step}")).copied().unwrap_or(0);
-            assert!(
-                (1..=2).contains(&undone),
-                "after event {kill_after}: step {step} undone {undone} times; {seen:?}"
-            );
+fn killed_during_a_rollback_then_resume_or_rollback_closes_the_run_and_a_second_call_is_refused() {
+    // Failing run: run_started (1), 3 x (started, finished) (2-7), the unattended answer to
+    // "step 3 failed" (8), rollbacks of 3, 2, 1 (9-14), run_finished (15).
+    for kill_after in 9..=14 {
+        for closer in ["resume", "rollback"] {
+            let t = Runbook::new();
+            t.file("rb.toml", &runbook(true));
+            t.crash_after(kill_after, &["run", "rb.toml", "--yes"]);
+            let out = t.run(&[closer, "last", "--yes"]);
+            assert_eq!(out.code, 0, "{closer} after event {kill_after}: {out:?}");
+            if closer == "resume" {
+                assert!(out.stderr.contains("stopped while rolling back"), "{out:?}");
+            }
+            // A rollback in flight at the crash (after an odd event) may run again; nothing else.
+            let in_flight = (kill_after % 2 == 1).then(|| 3 - (kill_after - 9) / 2);
+            for (i, n) in undone(&t).into_iter().enumerate() {
+                let step = i as u32 + 1;
+                let allowed = if Some(step) == in_flight { 1..=2 } else { 1..=1 };
+                assert!(
+                    allowed.contains(&n),
+                    "after event {kill_after} ({closer}): step {step} undone {n} times"
+                );
+            }
+            for again in ["rollback", "resume"] {
+                let out = t.run(&[again, "last", "--yes"]);
+                assert_eq!(out.code, 5, "a second {again} after {closer} is refused: {out:?}");
+            }
         }
-        let again = t.run(&["rollback", "last", "--yes"]);
-        assert_eq!(again.code, 5, "a second rollback is refused: {again:?}");
     }
+}
+
+#[test]
+fn killed_right_after_the_last_step_resume_records_the_end_and_rollback_undoes_it() {
+    // run_started, 3 x (started, finished): killed after step 3 finished, before run_finished.
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    t.crash_after(7, &["run", "rb.toml", "--yes"]);
+    let out = t.run(&["resume", "last", "--yes"]).success();
+    assert!(out.stderr.contains("every step had run"), "{out:?}");
+    assert_eq!(t.read("trail"), "run 1\nrun 2\nrun 3\n", "nothing ran twice");
+    t.run(&["resume", "last", "--yes"]).code(5);
+
+    let t = Runbook::new();
+    t.file("rb.toml", &runbook(false));
+    t.crash_after(7, &["run", "rb.toml", "--yes"]);
+    t.run(&["rollback", "last", "--yes"]).success();
+    assert_eq!(t.read("trail"), "run 1\nrun 2\nrun 3\nundo 3\nundo 2\nundo 1\n");
+    t.run(&["rollback", "last", "--yes"]).code(5);
 }
 
 #[test]

@@ -279,7 +279,8 @@ rollback = "echo undo3 >> {{runbook_dir}}/undo.log"
     p.exp_string("long-step-started").expect("the long step runs");
     let pressed = Instant::now();
     p.send_control('c').expect("press Ctrl-C");
-    p.exp_string("Roll back the applied steps now?").expect("a rollback is offered");
+    p.exp_string("Roll back the applied steps now, or leave them applied?")
+        .expect("a rollback is offered");
     assert!(pressed.elapsed() < Duration::from_secs(5), "took {:?}", pressed.elapsed());
     p.send_line("rollback").unwrap();
     assert_eq!(exit_code(p), 130);

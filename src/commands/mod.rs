@@ -17,11 +17,15 @@ use crate::journal::Store;
 use crate::journal::store::state_dir;
 use std::io::IsTerminal;
 
+use std::path::Path;
+
 use crate::engine::operator::{Operator, Terminal};
-use crate::journal::RunState;
+use crate::journal::event::Tone;
+use crate::journal::{RunStarted, RunState};
 use crate::plan::{Context, Plan};
 use crate::runbook::validate::BUILTINS;
 use crate::secret::MASK;
+use crate::ui::Ui;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     if prints_only(&cli.command) {
@@ -33,11 +37,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Plan { file, target, json } => plan::run(&file, &target, json),
         Command::Run(args) => run::run(&args, &store),
         Command::Rehearse(args) => run::rehearse(&args, &store),
-        Command::Resume { run, yes } => resume::run(&store, &run, yes),
+        Command::Resume { run, yes, from, accept_damaged_journal } => {
+            resume::run(&store, &run, yes, from.as_deref(), accept_damaged_journal)
+        }
         Command::History(args) => history::history(&store, &args),
         Command::Show { run, json } => history::show(&store, &run, json),
         Command::Logs { run, step, json } => history::logs(&store, &run, step.as_deref(), json),
-        Command::Rollback { run, yes } => rollback::run(&store, &run, yes),
+        Command::Rollback { run, yes, accept_damaged_journal } => {
+            rollback::run(&store, &run, yes, accept_damaged_journal)
+        }
         Command::Report { run, format, out } => report::run(&store, &run, &format, out.as_deref()),
         Command::List { dir, json } => list::run(&store, &dir, json),
         Command::Completions { shell } => docs::completions(shell),
@@ -73,12 +81,16 @@ fn die_quietly_on_broken_pipe() {
 }
 
 /// The plan as it was: same run id and folder, same environment, and the variable values the
-/// run recorded (secrets are looked up again, since the journal never held them).
-pub(crate) fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Result<Plan> {
-    let overrides: Vec<(String, String)> = run
-        .started
+/// run recorded (secrets are read again from their sources, since the journal never held them).
+pub(crate) fn rebuild_plan(
+    rb: &crate::runbook::Runbook,
+    started: &RunStarted,
+    dir: &Path,
+) -> Result<Plan> {
+    let overrides: Vec<(String, String)> = started
         .vars
         .iter()
+        // Journals of schema 1 held secrets (and masked text) as `***`: never a value to reuse.
         .filter(|(k, v)| !BUILTINS.contains(&k.as_str()) && v.as_str() != MASK)
         .filter(|(k, _)| {
             rb.vars
@@ -88,19 +100,58 @@ pub(crate) fn rebuild_plan(rb: &crate::runbook::Runbook, run: &RunState) -> Resu
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut term = Terminal;
+    let mut term = Terminal { name: crate::operator() };
     let mut ask = |label: &str| term.secret(label);
     let terminal = std::io::stdin().is_terminal();
     Plan::build(
         rb,
         Context {
-            env: run.started.env.as_deref(),
+            env: started.env.as_deref(),
             overrides: &overrides,
-            run_id: run.id.clone(),
-            run_dir: run.dir.clone(),
+            run_id: started.run_id.clone(),
+            run_dir: dir.to_path_buf(),
             operator: crate::operator(),
             ask_secret: if terminal { Some(&mut ask) } else { None },
             dry: false,
         },
     )
+}
+
+/// The end of a run that wrote to the journal: its status, where to look, and the final note
+/// written beside the journal.
+pub(crate) fn summarize(ui: &Ui, state: &RunState, end: crate::engine::RunEnd) {
+    let label = end.status.label();
+    let line = match end.status.tone() {
+        Tone::Good => ui.good(label),
+        Tone::Undone => ui.warn(label),
+        Tone::Bad => ui.bad(label),
+    };
+    ui.say(&format!("\nrun {} {line} (exit {})", state.id, end.code));
+    ui.say(&format!("journal: {}", state.dir.join("journal.jsonl").display()));
+    ui.say(&format!("details: runbook show {}", state.id));
+    write_note(ui, state);
+}
+
+/// The run's counts and metric changes, and its final note in `<run_dir>/report.md`. A note that
+/// cannot be written is a warning: the run itself is over and journalled.
+fn write_note(ui: &Ui, state: &RunState) {
+    let path = state.dir.join("report.md");
+    let note = crate::report::Note::from_run(state);
+    match crate::private::write(&path, crate::report::markdown(&note).as_bytes()) {
+        Ok(()) => {
+            note.summary().iter().for_each(|l| ui.say(l));
+            ui.say(&format!("note: {}", path.display()));
+        }
+        Err(e) => ui.say(&ui.warn(&format!("cannot write the note {}: {e:#}", path.display()))),
+    }
+}
+
+/// Refuse to start when nobody can answer and `--yes` was not given: a prompt with no terminal
+/// would hang or guess.
+pub(crate) fn need_terminal_or_yes(yes: bool, what: &str) -> Result<()> {
+    if yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(crate::Refused(format!("there is no terminal to {what}; pass --yes to go on unattended"))
+        .into())
 }

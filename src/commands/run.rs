@@ -8,17 +8,17 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
+use crate::Refused;
 use crate::cli::{RehearseArgs, RunArgs, Target};
-use crate::engine::operator::{Operator, Terminal, Unattended};
-use crate::engine::{Engine, RunEnd};
+use crate::engine::operator::{self, Operator, Terminal};
+use crate::engine::{Engine, Parts};
 use crate::gate::{self, Rehearsal, Verdict};
-use crate::journal::lock::{self, Holder, RunLock};
-use crate::journal::shared;
-use crate::journal::{Event, RunStarted, RunStatus, StepInfo, Store, Writer};
+use crate::journal::{Event, RunStarted, RunStatus, StepInfo, Store};
 use crate::plan::{Context, Plan, Work};
 use crate::runbook::{Runbook, load};
+use crate::runner::Local;
+use crate::session::{Session, Team};
 use crate::ui::Ui;
-use crate::{Refused, signals};
 
 /// What `run` and `rehearse` share, from their command lines.
 struct Launch<'a> {
@@ -30,6 +30,7 @@ struct Launch<'a> {
     to: Option<&'a str>,
     override_gate: bool,
     rehearse: bool,
+    in_gated_env: bool,
 }
 
 pub fn run(args: &RunArgs, store: &Store) -> Result<i32> {
@@ -43,6 +44,7 @@ pub fn run(args: &RunArgs, store: &Store) -> Result<i32> {
             to: args.to.as_deref(),
             override_gate: args.override_gate,
             rehearse: false,
+            in_gated_env: false,
         },
         store,
     )
@@ -59,6 +61,7 @@ pub fn rehearse(args: &RehearseArgs, store: &Store) -> Result<i32> {
             to: None,
             override_gate: false,
             rehearse: true,
+            in_gated_env: args.in_gated_env,
         },
         store,
     )
@@ -67,12 +70,10 @@ pub fn rehearse(args: &RehearseArgs, store: &Store) -> Result<i32> {
 fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
     let rb = load(l.file)?;
     let terminal = std::io::stdin().is_terminal();
-    if !l.yes && !terminal {
-        return Err(Refused(
-            "there is no terminal to ask before each step; run on a terminal, or pass --yes to run unattended (a failure then rolls back)".into(),
-        )
-        .into());
-    }
+    super::need_terminal_or_yes(
+        l.yes,
+        "ask before each step; run on a terminal, or pass --yes to run unattended (a failure then rolls back)",
+    )?;
     let (run_id, run_dir) = store.create_run(&rb.name)?;
     let prepared = prepare(&rb, l, store, &run_id, &run_dir, terminal);
     let ready = match prepared {
@@ -84,7 +85,7 @@ fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
         }
     };
     let ui = Ui::new();
-    if let Some(h) = &ready.lock.stale {
+    if let Some(h) = &ready.session.locks.run.stale {
         let since = h.since.format("%Y-%m-%d %H:%M:%SZ");
         ui.say(&ui.warn(&format!(
             "note: run {} ({} on {}, since {since}) died holding the lock; it was stale and is taken over (`runbook resume {}` continues that run)",
@@ -99,9 +100,7 @@ fn launch(l: &Launch<'_>, store: &Store) -> Result<i32> {
 struct Ready {
     plan: Plan,
     range: Range<usize>,
-    lock: RunLock,
-    team_lock: Option<shared::RedisLock>,
-    preamble: Vec<Event>,
+    session: Session,
 }
 
 fn prepare(
@@ -112,7 +111,7 @@ fn prepare(
     run_dir: &Path,
     terminal: bool,
 ) -> Result<Ready> {
-    let mut term = Terminal;
+    let mut term = Terminal { name: crate::operator() };
     let mut ask = |label: &str| term.secret(label);
     let plan = Plan::build(
         rb,
@@ -128,28 +127,38 @@ fn prepare(
     )?;
     let range = select(&plan, l)?;
     let mut preamble: Vec<Event> = Vec::new();
-    if !l.rehearse {
+    if l.rehearse {
+        preamble.extend(check_rehearsal_here(rb, &plan, l)?);
+    } else {
         preamble.extend(check_gate(rb, &plan, l, store)?);
     }
-    let holder = Holder {
-        operator: plan.operator.clone(),
-        host: crate::host(),
-        pid: std::process::id(),
-        since: chrono::Utc::now(),
-        run_id: run_id.to_string(),
+    let command = if l.rehearse { "rehearse" } else { "run" };
+    let mut started = run_started(rb, &plan, command, l.reason.clone());
+    started.range = Some((range.start + 1, range.end));
+    let team =
+        Team { lock_redis: plan.lock_redis.as_deref(), store_redis: plan.store_redis.as_deref() };
+    let session = Session::start(store.root(), run_dir, started, team, preamble)?;
+    Ok(Ready { plan, range, session })
+}
+
+/// An environment that requires a rehearsal elsewhere is where the real thing happens: a
+/// rehearsal there runs every rollback in it too. Only on purpose, said and recorded.
+fn check_rehearsal_here(rb: &Runbook, plan: &Plan, l: &Launch<'_>) -> Result<Option<Event>> {
+    let Some(env) = plan.env.as_deref() else { return Ok(None) };
+    let Some(gate) = rb.envs.get(env).and_then(|e| e.require_rehearsal.as_ref()) else {
+        return Ok(None);
     };
-    let lock =
-        lock::acquire(&lock::lock_path(store.root(), &rb.name, plan.env.as_deref()), &holder)?;
-    let team_lock = match &plan.lock_redis {
-        Some(url) => {
-            let taken = shared::acquire(url, &rb.name, plan.env.as_deref(), &holder)?;
-            let redis = crate::secret::redact(url).into_owned();
-            preamble.push(Event::LockTaken { redis, fencing_token: taken.fencing_token });
-            Some(taken)
-        }
-        None => None,
-    };
-    Ok(Ready { plan, range, lock, team_lock, preamble })
+    if !l.in_gated_env {
+        return Err(Refused(format!(
+            "{env} requires a rehearsal in {} before it runs: it is where the real change happens, and a rehearsal there runs every rollback in it too. Rehearse with `--env {}`, or, to rehearse in {env} on purpose, pass --in-gated-env --reason TEXT (recorded). Nothing was run",
+            gate.env, gate.env
+        ))
+        .into());
+    }
+    Ok(Some(Event::GatedRehearsal {
+        env: env.to_string(),
+        reason: l.reason.clone().unwrap_or_default(),
+    }))
 }
 
 /// The environment's rehearsal gate: pass, refuse, or (with --override-gate) go ahead and say
@@ -212,38 +221,34 @@ fn select(plan: &Plan, l: &Launch<'_>) -> Result<Range<usize>> {
 }
 
 fn execute(ui: &Ui, rb: &Runbook, ready: Ready, l: &Launch<'_>, state_dir: &Path) -> Result<i32> {
-    let Ready { plan, range, lock, team_lock, preamble } = ready;
+    let _ = rb;
+    let Ready { plan, range, session } = ready;
+    if session.state.gate_overridden.is_some() {
+        ui.say(&ui.warn(
+            "The rehearsal gate is overridden; this is recorded in the journal and the note.",
+        ));
+    }
     let command = if l.rehearse { "rehearse" } else { "run" };
-    let mut journal = Writer::open(&plan.run_dir.join("journal.jsonl"), 0)?;
-    if let Some(url) = &plan.store_redis {
-        journal.mirror_to(shared::Mirror::connect(url, &plan.name, &plan.run_id));
-    }
-    let mut started = run_started(rb, &plan, command, l.reason.clone());
-    started.range = Some((range.start + 1, range.end));
-    journal.append(Event::RunStarted(started))?;
-    for event in preamble {
-        if matches!(event, Event::GateOverridden { .. }) {
-            ui.say(&ui.warn(
-                "The rehearsal gate is overridden; this is recorded in the journal and the note.",
-            ));
-        }
-        journal.append(event)?;
-    }
-    signals::install();
     let env = plan.env.as_deref().map_or(String::new(), |e| format!(" in {e}"));
     ui.say(&format!("{} {}{env}: {command} {}", ui.bold("runbook"), plan.name, plan.run_id));
-    let mut term = Terminal;
-    let mut unattended = Unattended;
-    let operator: &mut dyn Operator = if l.yes { &mut unattended } else { &mut term };
-    let mut engine = Engine::new(&plan, journal, ui, operator, l.yes);
+    let mut operator = operator::for_command(l.yes);
+    let parts = Parts {
+        journal: session.journal,
+        ui,
+        operator: operator.as_mut(),
+        runner: &Local,
+        env: plan.step_env.clone(),
+        masker: plan.masker.clone(),
+    };
+    let mut engine = Engine::new(Some(&plan), session.state, parts);
     let end = if l.rehearse { engine.rehearse()? } else { engine.run(range)? };
+    let state = engine.state().clone();
     drop(engine);
-    drop(team_lock);
-    drop(lock);
+    drop(session.locks);
     if end.status == RunStatus::Rehearsed {
         record_rehearsal(ui, &plan, state_dir)?;
     }
-    summarize(ui, &plan, end);
+    super::summarize(ui, &state, end);
     Ok(end.code)
 }
 
@@ -276,6 +281,7 @@ fn record_rehearsal(ui: &Ui, plan: &Plan, state_dir: &Path) -> Result<()> {
 
 pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<String>) -> RunStarted {
     RunStarted {
+        schema: crate::journal::event::SCHEMA,
         run_id: plan.run_id.clone(),
         command: command.to_string(),
         runbook: std::fs::canonicalize(&rb.path)
@@ -290,6 +296,7 @@ pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<Stri
         reason: reason.map(|r| plan.masker.mask(&r).into_owned()),
         env: plan.env.clone(),
         vars: plan.vars.clone(),
+        secrets: plan.secrets.clone(),
         steps: plan
             .steps
             .iter()
@@ -304,36 +311,5 @@ pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<Stri
             })
             .collect(),
         range: None,
-    }
-}
-
-pub(crate) fn summarize(ui: &Ui, plan: &Plan, end: RunEnd) {
-    let label = end.status.label();
-    let line = match end.status {
-        RunStatus::Succeeded | RunStatus::Rehearsed => ui.good(label),
-        RunStatus::RolledBack | RunStatus::Aborted | RunStatus::Interrupted => ui.warn(label),
-        _ => ui.bad(label),
-    };
-    ui.say(&format!("\nrun {} {line} (exit {})", plan.run_id, end.code));
-    ui.say(&format!("journal: {}", plan.run_dir.join("journal.jsonl").display()));
-    ui.say(&format!("details: runbook show {}", plan.run_id));
-    write_note(ui, plan);
-}
-
-/// The run's counts and metric changes, and its final note in `<run_dir>/report.md`. A note that
-/// cannot be written is a warning: the run itself is over and journalled.
-fn write_note(ui: &Ui, plan: &Plan) {
-    let path = plan.run_dir.join("report.md");
-    let written = crate::journal::reader::read(&plan.run_dir).and_then(|state| {
-        let note = crate::report::Note::from_run(&state);
-        crate::private::write(&path, crate::report::markdown(&note).as_bytes())?;
-        Ok(note.summary())
-    });
-    match written {
-        Ok(lines) => {
-            lines.iter().for_each(|l| ui.say(l));
-            ui.say(&format!("note: {}", path.display()));
-        }
-        Err(e) => ui.say(&ui.warn(&format!("cannot write the note {}: {e:#}", path.display()))),
     }
 }

@@ -1,7 +1,8 @@
 //! The engine talks to the person running it through `Operator`, so tests and unattended runs
-//! use the same engine as a terminal. The terminal one reads whole lines; Ctrl-C at a prompt
-//! ends the wait (the prompt polls the terminal and the interrupt flag) and counts as an
-//! interruption.
+//! use the same engine as a terminal. Every question carries the answer the unattended policy
+//! gives (`--yes`), and the operator decides whether to ask a person or give it: the engine has
+//! no `yes` flag of its own. The terminal one reads whole lines; Ctrl-C at a prompt ends the wait
+//! (the prompt polls the terminal and the interrupt flag) and counts as an interruption. `Scripted` answers from a list, for the engine's unit tests.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -23,6 +24,19 @@ pub const DONE: Choice = Choice("done");
 pub const YES: Choice = Choice("yes");
 pub const NO: Choice = Choice("no");
 pub const LEAVE: Choice = Choice("leave");
+pub const WAIT: Choice = Choice("wait");
+pub const STOP: Choice = Choice("stop");
+/// The unattended answer to "did you see it?": nobody looked, and the journal says so.
+pub const UNCONFIRMED: Choice = Choice("unconfirmed");
+
+/// A question the engine asks: its text, the answers a person may give, and the answer the
+/// unattended policy gives (`None`: nobody may answer it unattended, e.g. a manual step).
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'q> {
+    pub text: &'q str,
+    pub choices: &'q [Choice],
+    pub unattended: Option<Choice>,
+}
 
 /// What the operator said, or that they pressed Ctrl-C / closed the terminal instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,50 +46,73 @@ pub enum Answer {
 }
 
 pub trait Operator {
-    fn choose(&mut self, question: &str, choices: &[Choice]) -> Result<Answer>;
+    fn choose(&mut self, question: &Question<'_>) -> Result<Answer>;
     fn secret(&mut self, label: &str) -> Result<String>;
+    /// Who answers, as journalled with each answer: the operator's name, or `unattended`.
+    fn who(&self) -> &str;
+    /// A person reads the screen and answers (the step card is shown in full).
+    fn attended(&self) -> bool;
+}
+
+/// The operator a command runs with: a person at the terminal, or the `--yes` policy.
+pub fn for_command(yes: bool) -> Box<dyn Operator> {
+    if yes { Box::new(Unattended) } else { Box::new(Terminal { name: crate::operator() }) }
 }
 
 /// A person at a terminal.
-pub struct Terminal;
+pub struct Terminal {
+    pub name: String,
+}
 
 impl Operator for Terminal {
-    fn choose(&mut self, question: &str, choices: &[Choice]) -> Result<Answer> {
-        let menu: Vec<String> = choices
-            .iter()
-            .map(|c| {
-                let n = unique_prefix(c, choices);
-                format!("[{}]{}", &c.0[..n], &c.0[n..])
-            })
-            .collect();
-        loop {
-            eprint!("{question} {}: ", menu.join(" / "));
-            let _ = std::io::stderr().flush();
-            let Some(line) = read_line()? else {
-                // End the line the prompt (and a ^C) left open.
-                eprintln!();
-                return Ok(Answer::Interrupted);
-            };
-            let word = line.trim().to_ascii_lowercase();
-            if let Some(c) = choices.iter().find(|c| matches(c, &word, choices)) {
-                return Ok(Answer::Chose(*c));
-            }
-            let could: Vec<&str> = choices
-                .iter()
-                .filter(|c| !word.is_empty() && c.0.starts_with(&word))
-                .map(|c| c.0)
-                .collect();
-            if could.len() > 1 {
-                eprintln!("  `{word}` could be {}: type more letters", could.join(" or "));
-            } else {
-                let all: Vec<&str> = choices.iter().map(|c| c.0).collect();
-                eprintln!("  please answer one of: {}", all.join(", "));
-            }
-        }
+    fn choose(&mut self, q: &Question<'_>) -> Result<Answer> {
+        ask_terminal(q.text, q.choices)
     }
 
     fn secret(&mut self, label: &str) -> Result<String> {
         Ok(rpassword::prompt_password(format!("{label}: "))?)
+    }
+
+    fn who(&self) -> &str {
+        &self.name
+    }
+
+    fn attended(&self) -> bool {
+        true
+    }
+}
+
+fn ask_terminal(question: &str, choices: &[Choice]) -> Result<Answer> {
+    let menu: Vec<String> = choices
+        .iter()
+        .map(|c| {
+            let n = unique_prefix(c, choices);
+            format!("[{}]{}", &c.0[..n], &c.0[n..])
+        })
+        .collect();
+    loop {
+        eprint!("{question} {}: ", menu.join(" / "));
+        let _ = std::io::stderr().flush();
+        let Some(line) = read_line()? else {
+            // End the line the prompt (and a ^C) left open.
+            eprintln!();
+            return Ok(Answer::Interrupted);
+        };
+        let word = line.trim().to_ascii_lowercase();
+        if let Some(c) = choices.iter().find(|c| matches(c, &word, choices)) {
+            return Ok(Answer::Chose(*c));
+        }
+        let could: Vec<&str> = choices
+            .iter()
+            .filter(|c| !word.is_empty() && c.0.starts_with(&word))
+            .map(|c| c.0)
+            .collect();
+        if could.len() > 1 {
+            eprintln!("  `{word}` could be {}: type more letters", could.join(" or "));
+        } else {
+            let all: Vec<&str> = choices.iter().map(|c| c.0).collect();
+            eprintln!("  please answer one of: {}", all.join(", "));
+        }
     }
 }
 
@@ -144,18 +181,68 @@ fn read_byte() -> Result<Option<u8>> {
     }
 }
 
-/// `--yes`: nobody is there; the engine supplies the unattended answer itself.
+/// `--yes`: nobody is there; every question gets the answer its policy names.
 pub struct Unattended;
 
 impl Operator for Unattended {
-    fn choose(&mut self, question: &str, _choices: &[Choice]) -> Result<Answer> {
-        bail!("{question}: nobody can answer (running with --yes and no terminal)")
+    fn choose(&mut self, q: &Question<'_>) -> Result<Answer> {
+        match q.unattended {
+            Some(choice) => Ok(Answer::Chose(choice)),
+            None => bail!(
+                "{}: this needs a person and --yes means nobody is there; run on a terminal without --yes",
+                q.text
+            ),
+        }
     }
 
     fn secret(&mut self, label: &str) -> Result<String> {
         bail!(
             "{label}: a secret prompt needs a terminal; pass the value another way (--var, from_env)"
         )
+    }
+
+    fn who(&self) -> &str {
+        "unattended"
+    }
+
+    fn attended(&self) -> bool {
+        false
+    }
+}
+
+/// Answers from a script, in order, and remembers every question: drives the engine's state
+/// machine in tests without a terminal. An empty script answers as `--yes` would.
+#[derive(Debug, Default)]
+pub struct Scripted {
+    pub answers: std::collections::VecDeque<Answer>,
+    pub asked: Vec<String>,
+}
+
+impl Scripted {
+    pub fn new(answers: impl IntoIterator<Item = Answer>) -> Scripted {
+        Scripted { answers: answers.into_iter().collect(), asked: Vec::new() }
+    }
+}
+
+impl Operator for Scripted {
+    fn choose(&mut self, q: &Question<'_>) -> Result<Answer> {
+        self.asked.push(q.text.to_string());
+        match self.answers.pop_front() {
+            Some(answer) => Ok(answer),
+            None => Unattended.choose(q),
+        }
+    }
+
+    fn secret(&mut self, label: &str) -> Result<String> {
+        bail!("{label}: the script has no secrets")
+    }
+
+    fn who(&self) -> &str {
+        "script"
+    }
+
+    fn attended(&self) -> bool {
+        true
     }
 }
 

@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Work;
 use crate::runbook::Kind;
 
+/// The journal's format version, written in `run_started`. 2: commands are recorded exactly as
+/// they ran (secrets only as `${RUNBOOK_SECRET_X}` references, nothing masked by value), events
+/// name their target, and prompts say who answered.
+pub const SCHEMA: u32 = 2;
+
+/// Where a step's commands ran when nothing else is said: this machine.
+pub fn local() -> String {
+    crate::runner::LOCAL.to_string()
+}
+
+fn is_local(target: &str) -> bool {
+    target == crate::runner::LOCAL
+}
+
 /// One line of `journal.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -27,6 +41,9 @@ pub enum Event {
     RunStarted(RunStarted),
     StepStarted {
         step: usize,
+        /// Where it runs: `local`, or a host.
+        #[serde(default = "local", skip_serializing_if = "is_local")]
+        target: String,
         attempt: u32,
         work: Work,
         rollback: Option<Work>,
@@ -37,6 +54,8 @@ pub enum Event {
     },
     StepFinished {
         step: usize,
+        #[serde(default = "local", skip_serializing_if = "is_local")]
+        target: String,
         attempt: u32,
         outcome: Outcome,
         exit_code: Option<i32>,
@@ -55,15 +74,22 @@ pub enum Event {
         step: Option<usize>,
         question: String,
         answer: String,
+        /// Who answered: the operator's name, or `unattended` (the policy of `--yes`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        by: String,
     },
     RollbackStarted {
         step: usize,
+        #[serde(default = "local", skip_serializing_if = "is_local")]
+        target: String,
         reason: String,
         work: Work,
         log: String,
     },
     RollbackFinished {
         step: usize,
+        #[serde(default = "local", skip_serializing_if = "is_local")]
+        target: String,
         ok: bool,
         exit_code: Option<i32>,
         duration_ms: u64,
@@ -82,16 +108,38 @@ pub enum Event {
         refusal: String,
         reason: String,
     },
+    /// `rehearse --in-gated-env`: a rehearsal, on purpose, in an environment that requires a
+    /// rehearsal elsewhere (every rollback ran there too).
+    GatedRehearsal {
+        env: String,
+        reason: String,
+    },
     /// The run holds the team's lock in Redis; the fencing token orders every holder ever.
     LockTaken {
         redis: String,
         fencing_token: u64,
     },
-    /// A later `runbook resume` took the run over.
+    /// A later `runbook resume` or `runbook rollback` took the run over.
     Resumed {
         operator: String,
         host: String,
         pid: u32,
+        /// `resume` or `rollback`.
+        #[serde(default = "resume_command")]
+        command: String,
+        /// `resume --from STEP`: the step it went on from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<usize>,
+    },
+    /// The operator went on although these journal lines (1-based) could not be read
+    /// (`--accept-damaged-journal`): the steps they described may be missing from the state.
+    DamageAccepted {
+        lines: Vec<usize>,
+    },
+    /// A crash had torn the last line while it was being written; it was cut off before this
+    /// event (an event that never reached the disk whole never let its step go on).
+    TornTailDropped {
+        bytes: u64,
     },
     RunFinished {
         status: RunStatus,
@@ -101,8 +149,15 @@ pub enum Event {
     },
 }
 
+fn resume_command() -> String {
+    "resume".into()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStarted {
+    /// The journal format ([`SCHEMA`]); 1 when absent (journals written before it was recorded).
+    #[serde(default = "schema_one")]
+    pub schema: u32,
     pub run_id: String,
     pub command: String,
     pub runbook: String,
@@ -113,12 +168,20 @@ pub struct RunStarted {
     pub pid: u32,
     pub reason: Option<String>,
     pub env: Option<String>,
-    /// Variable values as used, secrets shown as `***`.
+    /// Non-secret variable values, exactly as used (a replay needs them verbatim).
     pub vars: BTreeMap<String, String>,
+    /// The names of the secret variables: their values are never journalled; commands refer to
+    /// them as `${RUNBOOK_SECRET_NAME}`, and a resume or rollback reads them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     pub steps: Vec<StepInfo>,
     /// The steps selected by --from/--to, as numbers (all of them when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<(usize, usize)>,
+}
+
+fn schema_one() -> u32 {
+    1
 }
 
 /// What a run knows of each step of its runbook.
@@ -142,6 +205,14 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// The colour of an outcome: it went well, it was undone or stopped, or something is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Undone,
+    Bad,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -156,6 +227,28 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// As the journal and `--json` spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Rehearsed => "rehearsed",
+            RunStatus::RolledBack => "rolled_back",
+            RunStatus::RollbackFailed => "rollback_failed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// How the run ended, in words, as a tone the terminal and the note colour it by.
+    pub fn tone(self) -> Tone {
+        match self {
+            RunStatus::Succeeded | RunStatus::Rehearsed => Tone::Good,
+            RunStatus::RolledBack | RunStatus::Aborted | RunStatus::Interrupted => Tone::Undone,
+            RunStatus::RollbackFailed | RunStatus::Failed => Tone::Bad,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             RunStatus::Succeeded => "succeeded",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 
-use super::event::{Event, Outcome, Record, RunStarted, RunStatus};
+use super::event::{Event, Outcome, Record, RunStarted, RunStatus, StepInfo};
 use crate::plan::Work;
 
 /// Where a step stands, as far as the journal knows.
@@ -81,6 +81,13 @@ impl StepState {
     }
 }
 
+/// A step applied on a target: its change may be in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    pub step: usize,
+    pub target: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunState {
     pub id: String,
@@ -90,10 +97,19 @@ pub struct RunState {
     pub last_at: DateTime<Utc>,
     pub last_seq: u64,
     pub steps: BTreeMap<usize, StepState>,
+    /// What may still be changed, in the order it (last) started: a rollback undoes it from the
+    /// end. Kept as events are applied, so reading it costs nothing however long the run.
+    pub applied: Vec<Applied>,
     pub finished: Option<(RunStatus, i32)>,
     pub interrupted: Option<String>,
+    /// The last line was torn by a crash while it was written (tolerated: it never took effect).
     pub torn_line: bool,
-    /// Operators who resumed the run after it stopped.
+    /// Lines (1-based) that could not be read and are not the last one: damage, not a crash.
+    /// `resume` and `rollback` refuse such a journal unless the operator accepts it.
+    pub damaged: Vec<usize>,
+    /// A rollback has started in this run: going on means going on with the rollback.
+    pub rolling_back: bool,
+    /// Operators who took the run over after it stopped, and with which command.
     pub resumed_by: Vec<String>,
     /// When `--override-gate` was used: the reason given, and the refusal it overrode.
     pub gate_overridden: Option<(String, String)>,
@@ -103,21 +119,7 @@ pub struct RunState {
 impl RunState {
     /// Steps whose change may still be in place, newest first: what a rollback must undo.
     pub fn applied_newest_first(&self) -> Vec<&StepState> {
-        let mut applied: Vec<&StepState> = self.steps.values().filter(|s| s.is_applied()).collect();
-        applied.sort_by_key(|s| std::cmp::Reverse(self.order_of(s.number)));
-        applied
-    }
-
-    /// When a step last started, so rollbacks follow the order steps ran, not their numbers.
-    fn order_of(&self, step: usize) -> u64 {
-        self.records
-            .iter()
-            .rev()
-            .find_map(|r| match r.event {
-                Event::StepStarted { step: s, .. } if s == step => Some(r.seq),
-                _ => None,
-            })
-            .unwrap_or(0)
+        self.applied.iter().rev().filter_map(|a| self.steps.get(&a.step)).collect()
     }
 
     /// The step that started last: where a run that stopped without an end stood.
@@ -128,40 +130,72 @@ impl RunState {
         })
     }
 
+    /// What the run knows of a step from its start (title, kind, owner).
+    pub fn info(&self, number: usize) -> Option<&StepInfo> {
+        number.checked_sub(1).and_then(|i| self.started.steps.get(i)).filter(|s| s.number == number)
+    }
+
     /// Whether a step of this run may leave a change that no rollback undoes (a check or a
     /// measure leaves none).
     pub fn changes_without_rollback(&self, number: usize) -> bool {
-        self.started
-            .steps
-            .iter()
-            .find(|s| s.number == number)
-            .is_some_and(|s| s.kind.changes_things() || s.irreversible.is_some())
+        self.info(number).is_some_and(|s| s.kind.changes_things() || s.irreversible.is_some())
+    }
+
+    /// Whether this step, having run, may have left something to undo.
+    pub fn leaves_a_change(&self, number: usize) -> bool {
+        self.steps.get(&number).is_some_and(|s| s.rollback.is_some())
+            || self.changes_without_rollback(number)
     }
 
     pub fn step_title(&self, number: usize) -> &str {
-        self.started.steps.iter().find(|s| s.number == number).map_or("?", |s| s.title.as_str())
+        self.info(number).map_or("?", |s| s.title.as_str())
+    }
+
+    /// Where the run stands, for a table and for `--json`.
+    pub fn phase(&self) -> Phase {
+        match self.finished {
+            Some((status, _)) => Phase::Finished(status),
+            None if process_alive(self.started.pid) && self.started.host == crate::host() => {
+                Phase::Running
+            }
+            None => Phase::NoEnd,
+        }
     }
 
     /// One or two words for where the run stands, for a table.
     pub fn status_word(&self) -> String {
-        match self.finished {
-            Some((status, _)) => serde_json::to_value(status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            None if self.status_label() == "running" => "running".into(),
-            None => "no_end".into(),
+        self.phase().word().to_string()
+    }
+
+    /// A short phrase for where the run stands.
+    pub fn status_label(&self) -> String {
+        self.phase().label().to_string()
+    }
+}
+
+/// Where a run stands: still running, stopped without an end, or finished with a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    NoEnd,
+    Finished(RunStatus),
+}
+
+impl Phase {
+    /// As `--json` and the history table spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::NoEnd => "no_end",
+            Phase::Finished(status) => status.word(),
         }
     }
 
-    /// A short word for where the run stands.
-    pub fn status_label(&self) -> String {
-        match self.finished {
-            Some((status, _)) => status.label().to_string(),
-            None if process_alive(self.started.pid) && self.started.host == crate::host() => {
-                "running".into()
-            }
-            None => "interrupted (no end recorded)".into(),
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::NoEnd => "interrupted (no end recorded)",
+            Phase::Finished(status) => status.label(),
         }
     }
 }
@@ -181,33 +215,77 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn read(dir: &Path) -> Result<RunState> {
     let path = dir.join("journal.jsonl");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (records, torn_line) = parse_lines(&text);
-    replay(dir, records, torn_line)
+    let parsed = parse(&text);
+    replay(dir, parsed)
         .with_context(|| format!("the journal {} cannot be replayed", path.display()))
+}
+
+/// The first event of a run's journal, read alone: it names the runbook, the environment and so
+/// the lock, which must be held before the rest of the state is read.
+pub fn read_started(dir: &Path) -> Result<RunStarted> {
+    use std::io::BufRead;
+    let path = dir.join("journal.jsonl");
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut first = Vec::new();
+    std::io::BufReader::new(file).read_until(b'\n', &mut first)?;
+    match serde_json::from_slice::<Record>(&first) {
+        Ok(Record { event: Event::RunStarted(started), .. }) => Ok(started),
+        _ => {
+            bail!("the journal {} does not start with a readable run_started event", path.display())
+        }
+    }
+}
+
+/// The state of a run made of these events (a new run: its `run_started`).
+pub fn from_records(dir: &Path, records: Vec<Record>) -> Result<RunState> {
+    replay(dir, Parsed { records, torn_tail: false, damaged: Vec::new() })
 }
 
 /// Rebuild a run from journal lines held elsewhere (the team's stream).
 pub fn from_lines(dir: &Path, lines: &[Vec<u8>]) -> Result<RunState> {
     let text = lines.join(&b'\n');
-    let (records, torn_line) = parse_lines(&text);
-    replay(dir, records, torn_line)
+    replay(dir, parse(&text))
 }
 
-/// Parse every line. A line that does not parse is skipped and reported through the flag: after
-/// a crash it is the torn last line; anywhere else it is damage, and the events around it stand.
-pub fn parse_lines(text: &[u8]) -> (Vec<Record>, bool) {
+/// The events of a journal, and what could not be read.
+pub struct Parsed {
+    pub records: Vec<Record>,
+    /// The last line does not parse: torn by a crash while it was written.
+    pub torn_tail: bool,
+    /// Other lines that do not parse (1-based line numbers).
+    pub damaged: Vec<usize>,
+}
+
+/// Parse every line. Only the last line can be torn by a crash (events are appended one at a
+/// time); a bad line anywhere else is damage, reported by its number, never passed over quietly.
+pub fn parse(text: &[u8]) -> Parsed {
     let mut records = Vec::new();
-    let mut damaged = false;
-    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    let mut bad = Vec::new();
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
         match serde_json::from_slice::<Record>(line) {
             Ok(r) => records.push(r),
-            Err(_) => damaged = true,
+            Err(_) => bad.push(i + 1),
         }
     }
-    (records, damaged)
+    let last = lines.iter().rposition(|l| !l.is_empty()).map(|i| i + 1);
+    let torn_tail = last.is_some() && bad.last() == last.as_ref();
+    if torn_tail {
+        bad.pop();
+    }
+    Parsed { records, torn_tail, damaged: bad }
 }
 
-fn replay(dir: &Path, records: Vec<Record>, torn_line: bool) -> Result<RunState> {
+/// The records of a journal, and whether any line could not be read.
+pub fn parse_lines(text: &[u8]) -> (Vec<Record>, bool) {
+    let parsed = parse(text);
+    let bad = parsed.torn_tail || !parsed.damaged.is_empty();
+    (parsed.records, bad)
+}
+
+fn replay(dir: &Path, parsed: Parsed) -> Result<RunState> {
+    let Parsed { records, torn_tail, damaged } = parsed;
     let Some(first) = records.first() else { bail!("it holds no complete event") };
     let Event::RunStarted(started) = &first.event else {
         bail!("its first event is not run_started")
@@ -220,88 +298,113 @@ fn replay(dir: &Path, records: Vec<Record>, torn_line: bool) -> Result<RunState>
         started_at: first.ts,
         last_at: first.ts,
         last_seq: 0,
+        applied: Vec::new(),
         finished: None,
         interrupted: None,
-        torn_line,
+        torn_line: torn_tail,
+        damaged,
+        rolling_back: false,
         resumed_by: Vec::new(),
         gate_overridden: None,
-        records: Vec::new(),
+        records: Vec::with_capacity(records.len()),
     };
-    for record in &records {
-        apply(&mut state, record);
+    for record in records {
+        state.apply(record);
     }
-    state.records = records;
     Ok(state)
 }
 
-fn apply(state: &mut RunState, record: &Record) {
-    state.last_at = record.ts;
-    state.last_seq = record.seq;
-    match &record.event {
-        Event::RunStarted(_) => {}
-        Event::StepStarted { step, attempt, work, rollback, verify, log } => {
-            let s = step_of(state, *step);
-            s.status = StepStatus::InFlight;
-            s.attempts = *attempt;
-            s.work = Some(work.clone());
-            s.rollback = rollback.clone();
-            s.verify = verify.clone();
-            s.log = Some(log.clone());
-        }
-        Event::StepFinished {
-            step,
-            outcome,
-            exit_code,
-            duration_ms,
-            check,
-            output_tail,
-            details,
-            ..
-        } => {
-            let s = step_of(state, *step);
-            s.status =
-                if *outcome == Outcome::Ok { StepStatus::Succeeded } else { StepStatus::Failed };
-            s.ran_ok = *outcome == Outcome::Ok;
-            s.exit_code = *exit_code;
-            s.duration_ms = *duration_ms;
-            s.check = check.clone();
-            s.output_tail = output_tail.clone();
-            s.details = details.clone();
-        }
-        Event::StepSkipped { step, reason } => {
-            let s = step_of(state, *step);
-            // A failed step the operator skipped may have partly applied: it stays failed, so a
-            // rollback of the run still undoes it.
-            if s.status != StepStatus::Failed {
-                s.status = StepStatus::Skipped;
-            }
-            s.note = Some(reason.clone());
-        }
-        Event::RollbackStarted { step, .. } => {
-            step_of(state, *step).status = StepStatus::RollingBack
-        }
-        Event::RollbackFinished { step, ok, check, details, .. } => {
-            let s = step_of(state, *step);
-            s.status = if *ok { StepStatus::RolledBack } else { StepStatus::RollbackFailed };
-            s.rollback_check = Some(check.clone());
-            s.rollback_details = details.clone();
-        }
-        Event::Interrupted { signal, .. } => state.interrupted = Some(signal.clone()),
-        Event::RunFinished { status, exit_code, .. } => {
-            state.finished = Some((*status, *exit_code))
-        }
-        Event::Resumed { operator, host, pid } => {
-            state.started.pid = *pid;
-            state.started.host = host.clone();
-            state.resumed_by.push(operator.clone());
-            state.finished = None;
-            state.interrupted = None;
-        }
-        Event::GateOverridden { reason, refusal, .. } => {
-            state.gate_overridden = Some((reason.clone(), refusal.clone()));
-        }
-        Event::Prompt { .. } | Event::LockTaken { .. } => {}
+impl RunState {
+    /// Fold one more event into the state: the reader replays a journal with it, and the engine
+    /// applies each event it writes, so the state it decides on is always the journal's.
+    pub fn apply(&mut self, record: Record) {
+        self.last_at = record.ts;
+        self.last_seq = record.seq;
+        self.apply_event(&record.event);
+        self.records.push(record);
     }
+
+    fn apply_event(&mut self, event: &Event) {
+        match event {
+            Event::StepStarted { step, target, attempt, work, rollback, verify, log } => {
+                let s = step_of(self, *step);
+                s.status = StepStatus::InFlight;
+                s.attempts = *attempt;
+                s.work = Some(work.clone());
+                s.rollback = rollback.clone();
+                s.verify = verify.clone();
+                s.log = Some(log.clone());
+                self.unapply(*step, target);
+                self.applied.push(Applied { step: *step, target: target.clone() });
+            }
+            Event::StepFinished { step, .. } => finish_step(step_of(self, *step), event),
+            Event::StepSkipped { step, reason } => {
+                let s = step_of(self, *step);
+                // A failed step the operator skipped may have partly applied: it stays failed,
+                // so a rollback of the run still undoes it.
+                if s.status != StepStatus::Failed {
+                    s.status = StepStatus::Skipped;
+                }
+                s.note = Some(reason.clone());
+            }
+            Event::RollbackStarted { step, .. } => {
+                self.rolling_back = true;
+                step_of(self, *step).status = StepStatus::RollingBack;
+            }
+            Event::RollbackFinished { step, target, ok, check, details, .. } => {
+                let s = step_of(self, *step);
+                s.status = if *ok { StepStatus::RolledBack } else { StepStatus::RollbackFailed };
+                s.rollback_check = Some(check.clone());
+                s.rollback_details = details.clone();
+                if *ok {
+                    self.unapply(*step, target);
+                }
+            }
+            Event::Interrupted { signal, .. } => self.interrupted = Some(signal.clone()),
+            Event::RunFinished { status, exit_code, .. } => {
+                self.finished = Some((*status, *exit_code))
+            }
+            Event::Resumed { operator, host, pid, .. } => {
+                self.started.pid = *pid;
+                self.started.host = host.clone();
+                self.resumed_by.push(operator.clone());
+                self.finished = None;
+                self.interrupted = None;
+            }
+            Event::GateOverridden { reason, refusal, .. } => {
+                self.gate_overridden = Some((reason.clone(), refusal.clone()));
+            }
+            Event::RunStarted(_)
+            | Event::Prompt { .. }
+            | Event::LockTaken { .. }
+            | Event::DamageAccepted { .. }
+            | Event::GatedRehearsal { .. }
+            | Event::TornTailDropped { .. } => {}
+        }
+    }
+
+    /// The step is no longer applied on this target (undone, or about to run again).
+    fn unapply(&mut self, step: usize, target: &str) {
+        if let Some(i) = self.applied.iter().rposition(|a| a.step == step && a.target == target) {
+            self.applied.remove(i);
+        }
+    }
+}
+
+fn finish_step(s: &mut StepState, event: &Event) {
+    let Event::StepFinished {
+        outcome, exit_code, duration_ms, check, output_tail, details, ..
+    } = event
+    else {
+        return;
+    };
+    s.status = if *outcome == Outcome::Ok { StepStatus::Succeeded } else { StepStatus::Failed };
+    s.ran_ok = *outcome == Outcome::Ok;
+    s.exit_code = *exit_code;
+    s.duration_ms = *duration_ms;
+    s.check = check.clone();
+    s.output_tail = output_tail.clone();
+    s.details = details.clone();
 }
 
 fn step_of(state: &mut RunState, n: usize) -> &mut StepState {

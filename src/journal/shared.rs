@@ -47,6 +47,13 @@ pub struct RedisLock {
     heartbeat: Option<JoinHandle<()>>,
 }
 
+impl RedisLock {
+    /// The Redis that holds the lock (may carry a password: redact before showing).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 pub fn lock_key(name: &str, env: Option<&str>) -> String {
     format!("runbook:lock:{name}:{}", env.unwrap_or("default"))
 }

@@ -100,6 +100,12 @@ impl Store {
 
     /// Find a run by full id, unique prefix, or `last`.
     pub fn find(&self, wanted: &str) -> Result<RunState> {
+        reader::read(&self.find_dir(wanted)?)
+    }
+
+    /// The folder of a run, by full id, unique prefix, or `last`, without reading its journal
+    /// (a command that writes to it takes the run's lock first).
+    pub fn find_dir(&self, wanted: &str) -> Result<PathBuf> {
         let ids = self.run_ids()?;
         let matches: Vec<&String> = if wanted == "last" {
             ids.iter().take(1).collect()
@@ -107,7 +113,7 @@ impl Store {
             ids.iter().filter(|id| id.starts_with(wanted)).collect()
         };
         match matches.as_slice() {
-            [id] => reader::read(&self.runs_dir().join(id)),
+            [id] => Ok(self.runs_dir().join(id)),
             [] => bail!(
                 "no run {wanted:?} in {} (expected a run id from `runbook history`, a unique prefix, or `last`)",
                 self.runs_dir().display()

@@ -1,8 +1,11 @@
-//! Appends events to a run's journal. Each event is one `write` of one line, then `fdatasync`, so
-//! when a step begins its start is on disk, and a crash can only tear the last line.
+//! Appends events to a run's journal. Each event is one `write` of one line, so a crash of the
+//! process can only tear the last line and loses nothing written before it (the kernel holds
+//! it). Durability against a power cut is bought with `fdatasync` at the points where the run
+//! acts on the world: `sync` is called before a step, a rollback or a prompt goes on, and at the
+//! end. A step's finish and the next step's start so share one `fdatasync`.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,10 @@ pub struct Writer {
     mirror: Option<super::shared::Mirror>,
     path: PathBuf,
     seq: u64,
+    /// Events written since the last `fdatasync`.
+    unsynced: bool,
+    /// Bytes of a torn last line cut off when the journal was opened.
+    pub dropped_tail: u64,
 }
 
 impl Writer {
@@ -27,9 +34,16 @@ impl Writer {
             crate::private::options().create(true).read(true).append(true),
         )
         .with_context(|| format!("cannot open the journal {}", path.display()))?;
-        end_torn_line(&mut file)
+        let dropped_tail = cut_torn_line(&mut file)
             .with_context(|| format!("cannot repair the journal {}", path.display()))?;
-        Ok(Writer { file, mirror: None, path: path.to_path_buf(), seq })
+        Ok(Writer {
+            file,
+            mirror: None,
+            path: path.to_path_buf(),
+            seq,
+            unsynced: false,
+            dropped_tail,
+        })
     }
 
     /// Also send every event to the team's stream (best effort: the local journal is the record).
@@ -41,16 +55,15 @@ impl Writer {
         &self.path
     }
 
-    /// Write one event and make it durable before returning.
-    pub fn append(&mut self, event: Event) -> Result<()> {
+    /// Write one event (one `write` of one line) and return it as recorded. It is durable
+    /// against a crash of this process at once, and against a power cut after the next `sync`.
+    pub fn append(&mut self, event: Event) -> Result<Record> {
         self.seq += 1;
         let record = Record { ts: Utc::now(), seq: self.seq, event };
         let mut line = serde_json::to_vec(&record).context("cannot encode a journal event")?;
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| incomplete(&self.path, &line, &e))?;
+        self.file.write_all(&line).map_err(|e| incomplete(&self.path, &line, &e))?;
+        self.unsynced = true;
         if let Some(mirror) = &mut self.mirror {
             mirror.push(&line[..line.len() - 1]);
         }
@@ -58,7 +71,29 @@ impl Writer {
             super::index::mark_changed(&self.path);
         }
         fault::after_event();
+        Ok(record)
+    }
+
+    /// Make every event written so far durable: called before the run acts on what they say.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|e| self.failed(e))?;
+            self.unsynced = false;
+        }
         Ok(())
+    }
+
+    fn failed(&self, e: std::io::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot make the journal {} durable ({e}): THE JOURNAL MAY BE INCOMPLETE after a power cut. The run stops here and runs nothing more. Free space (or fix the disk), then look at the run with `runbook show` and go on with `runbook resume` or `runbook rollback`.",
+            self.path.display()
+        )
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.sync();
     }
 }
 
@@ -95,14 +130,19 @@ mod fault {
     }
 }
 
-/// A crash may have left half a line at the end. End it, so the next event starts a line of its
-/// own instead of being glued to the torn one and lost with it.
-fn end_torn_line(file: &mut File) -> std::io::Result<()> {
+/// A crash may have left half a line at the end: an event that never reached the disk whole, so
+/// nothing it describes went on. Cut it off (returning how many bytes), so the next event starts
+/// a line of its own and the journal has no damaged line in its middle.
+fn cut_torn_line(file: &mut File) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
     let mut last = [0u8; 1];
-    if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
-        file.write_all(b"\n")?;
-        file.sync_data()?;
+    if len == 0 || (file.read_at(&mut last, len - 1)? == 1 && last[0] == b'\n') {
+        return Ok(0);
     }
-    Ok(())
+    let mut text = Vec::new();
+    (&*file).read_to_end(&mut text)?;
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1);
+    file.set_len(keep)?;
+    file.sync_data()?;
+    Ok(len - keep)
 }

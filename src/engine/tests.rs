@@ -1,0 +1,1 @@
+//! Unit tests of the state machine through the scripted operator.
