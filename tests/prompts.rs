@@ -408,7 +408,7 @@ fn ctrl_c_at_a_prompt_ends_the_wait_though_reads_restart() {
     p.exp_string("Run step 2?").expect("the second prompt");
     let pressed = Instant::now();
     p.send_control('c').expect("press Ctrl-C");
-    answer(&mut p, "Roll back the applied steps now?", "leave");
+    answer(&mut p, "Roll back the applied steps now, or leave them applied?", "leave");
     assert!(pressed.elapsed() < Duration::from_secs(5), "took {:?}", pressed.elapsed());
     assert_eq!(exit_code(p), 130);
     assert_eq!(rb.read("ran.log"), "1\n", "a step ran after Ctrl-C at its prompt");
