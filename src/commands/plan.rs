@@ -63,8 +63,10 @@ fn plan_json(plan: &Plan, description: &str, gate: Option<&Gate>) -> Value {
         .enumerate()
         .map(|(i, step)| step_json(plan, step, &plan.steps[..=i]))
         .collect();
-    let vars: serde_json::Map<String, Value> =
+    let mut vars: serde_json::Map<String, Value> =
         plan.vars.iter().map(|(k, v)| (k.clone(), Value::from(shown(plan, v)))).collect();
+    // Secrets are never among the plan's values: they are named, and shown as `***`.
+    vars.extend(plan.secrets.iter().map(|k| (k.clone(), Value::from(crate::secret::MASK))));
     json!({
         "name": plan.name,
         "path": plan.path,
