@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod crash;
+mod engine;
 mod fail_if;
 mod full_disk;
 mod fuzz;

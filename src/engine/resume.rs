@@ -17,6 +17,8 @@ use crate::steps::StepResult;
 enum Stopped {
     /// A step had started and not finished: it may or may not have done its work.
     InFlight(usize),
+    /// A step was stopped by a signal: it may have done part of its work.
+    Interrupted(usize),
     /// A step had failed and the operator's answer (retry, rollback, skip) never came.
     Failed(usize),
     /// Between steps: the next one to run (an index into the plan), if any is left.
@@ -45,7 +47,8 @@ impl Engine<'_> {
                 self.settle_leftovers()?;
                 self.forward(idx..self.last())?
             }
-            (None, Stopped::InFlight(idx)) => self.in_flight(idx)?,
+            (None, Stopped::InFlight(idx)) => self.in_flight(idx, "in flight")?,
+            (None, Stopped::Interrupted(idx)) => self.in_flight(idx, "interrupted")?,
             (None, Stopped::Failed(idx)) => self.failed_before(idx)?,
             (None, Stopped::Between(Some(idx))) => self.forward(idx..self.last())?,
             (None, Stopped::Between(None)) => {
@@ -103,6 +106,9 @@ impl Engine<'_> {
         let last = self.state.last_started().and_then(|n| self.state.steps.get(&n));
         match last {
             Some(s) if s.status == StepStatus::InFlight => Stopped::InFlight(s.number - 1),
+            Some(s) if s.status == StepStatus::Failed && s.interrupted && s.note.is_none() => {
+                Stopped::Interrupted(s.number - 1)
+            }
             Some(s) if s.status == StepStatus::Failed && s.note.is_none() => {
                 Stopped::Failed(s.number - 1)
             }
@@ -128,13 +134,14 @@ impl Engine<'_> {
         self.range_numbers().1
     }
 
-    /// A step was in flight: show its last output, settle what it left running, then ask.
-    fn in_flight(&mut self, idx: usize) -> Result<Next> {
+    /// A step was in flight (or interrupted): show its last output, settle what it left
+    /// running, then ask.
+    fn in_flight(&mut self, idx: usize, how: &str) -> Result<Next> {
         let number = idx + 1;
-        self.show_in_flight(number);
+        self.show_in_flight(number, how);
         self.settle_leftovers()?;
         let q = Question {
-            text: &format!("Step {number} was in flight. What now?"),
+            text: &format!("Step {number} was {how}. What now?"),
             choices: &[RUN, DONE, ROLLBACK, ABORT],
             unattended: Some(RUN),
         };
@@ -142,6 +149,7 @@ impl Engine<'_> {
         let attempts = self.state.steps.get(&number).map_or(0, |s| s.attempts);
         match self.ask(Some(number), q)? {
             Answer::Chose(RUN) => {
+                self.show_card(step);
                 let next = self.attempts(step, attempts)?;
                 self.and_on(next, idx + 1)
             }

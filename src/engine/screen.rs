@@ -79,9 +79,9 @@ impl Engine<'_> {
     }
 
     /// The in-flight step of a stopped run and the last lines it printed.
-    pub(super) fn show_in_flight(&self, number: usize) {
+    pub(super) fn show_in_flight(&self, number: usize, how: &str) {
         self.say(&self.ui.warn(&format!(
-            "Step {number} ({}) was in flight when the run stopped.",
+            "Step {number} ({}) was {how} when the run stopped.",
             self.state.step_title(number)
         )));
         let log = self.state.steps.get(&number).and_then(|s| s.log.clone());

@@ -44,6 +44,8 @@ pub struct StepState {
     pub rollback_check: Option<String>,
     pub rollback_details: Option<serde_json::Value>,
     pub note: Option<String>,
+    /// Its last attempt was stopped by a signal, not failed: going on runs it again.
+    pub interrupted: bool,
 }
 
 impl StepState {
@@ -65,6 +67,7 @@ impl StepState {
             rollback_check: None,
             rollback_details: None,
             note: None,
+            interrupted: false,
         }
     }
 
@@ -400,6 +403,7 @@ fn finish_step(s: &mut StepState, event: &Event) {
     };
     s.status = if *outcome == Outcome::Ok { StepStatus::Succeeded } else { StepStatus::Failed };
     s.ran_ok = *outcome == Outcome::Ok;
+    s.interrupted = *outcome == Outcome::Interrupted;
     s.exit_code = *exit_code;
     s.duration_ms = *duration_ms;
     s.check = check.clone();
