@@ -21,7 +21,12 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Start `runbook ARGS` in the background with no terminal.
 fn spawn(t: &Runbook, args: &[&str]) -> Child {
-    t.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    t.command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn finish(child: Child) -> (i32, String) {
@@ -135,7 +140,10 @@ fn two_rollbacks_or_a_rollback_and_a_resume_started_together_exactly_one_acts() 
         let resumed = second == "resume" && cb == 0 && trail == "run 1\nrun 2\n";
         assert!(rolled_back || resumed, "{second}: {trail:?}\n{ea}\n{eb}");
         let codes = [ca, cb];
-        assert!(codes.contains(&0) && codes.contains(&5), "one acts, one is refused: {codes:?}\n{ea}\n{eb}");
+        assert!(
+            codes.contains(&0) && codes.contains(&5),
+            "one acts, one is refused: {codes:?}\n{ea}\n{eb}"
+        );
     }
 }
 
@@ -336,7 +344,11 @@ fn a_run_with_a_flush_killed_at_any_event_is_closed_with_every_key_back() {
                 let undone = trail.matches("undo 1").count();
                 assert_eq!(undone, 1, "{closer} after {kill_after}: {trail}");
             }
-            assert_eq!(pages(&server), 1000, "{closer} after {kill_after}: every flushed key is back");
+            assert_eq!(
+                pages(&server),
+                1000,
+                "{closer} after {kill_after}: every flushed key is back"
+            );
             let mut c = server.client(0);
             let v: String = c.get("page:7").unwrap();
             assert_eq!(v, "value 7");

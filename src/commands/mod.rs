@@ -8,7 +8,7 @@ mod plan;
 mod report;
 mod resume;
 mod rollback;
-mod run;
+pub(crate) mod run;
 
 use anyhow::Result;
 

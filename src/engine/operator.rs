@@ -211,15 +211,17 @@ impl Operator for Unattended {
 }
 
 /// Answers from a script, in order, and remembers every question: drives the engine's state
-/// machine in tests without a terminal. An empty script answers as `--yes` would.
+/// machine in tests without a terminal. Each scripted answer waits for a question whose text
+/// holds its words; every other question (the routine "Run step N?", say) gets the answer
+/// `--yes` would give.
 #[derive(Debug, Default)]
 pub struct Scripted {
-    pub answers: std::collections::VecDeque<Answer>,
+    pub answers: std::collections::VecDeque<(&'static str, Answer)>,
     pub asked: Vec<String>,
 }
 
 impl Scripted {
-    pub fn new(answers: impl IntoIterator<Item = Answer>) -> Scripted {
+    pub fn new(answers: impl IntoIterator<Item = (&'static str, Answer)>) -> Scripted {
         Scripted { answers: answers.into_iter().collect(), asked: Vec::new() }
     }
 }
@@ -227,9 +229,13 @@ impl Scripted {
 impl Operator for Scripted {
     fn choose(&mut self, q: &Question<'_>) -> Result<Answer> {
         self.asked.push(q.text.to_string());
-        match self.answers.pop_front() {
-            Some(answer) => Ok(answer),
-            None => Unattended.choose(q),
+        match self.answers.front() {
+            Some((words, answer)) if q.text.contains(words) => {
+                let answer = *answer;
+                self.answers.pop_front();
+                Ok(answer)
+            }
+            _ => Unattended.choose(q),
         }
     }
 
