@@ -75,6 +75,19 @@ enum Stop {
 /// daemon) may hold the pipe open for ever, and the step is over when bash is.
 const AFTER_EXIT: Duration = Duration::from_millis(500);
 
+/// `bash` as found on PATH once: spawning by its full path spares every step the failed
+/// `execve` of each PATH entry before it (posix_spawnp walks PATH in the child).
+fn bash() -> &'static std::path::Path {
+    static BASH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BASH.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("bash"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| "bash".into())
+    })
+}
+
 /// Run `command`, handing each piece of its merged stdout and stderr to `on_output` as it comes.
 pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> {
     let started = Instant::now();
@@ -87,7 +100,7 @@ pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> 
             crate::term::path(dir)
         );
     }
-    let mut expr = duct::cmd("bash", ["-c", spawn.command])
+    let mut expr = duct::cmd(bash(), ["-c", spawn.command])
         .stderr_to_stdout()
         .stdin_null()
         .unchecked()

@@ -164,13 +164,9 @@ impl<'a> Engine<'a> {
     /// Step numbers whose change is still in place (a check or a measure leaves none), in the
     /// order they ran.
     fn still_applied(&self) -> Vec<usize> {
-        let mut seen = Vec::new();
-        for a in &self.state.applied {
-            if self.state.leaves_a_change(a.step) && !seen.contains(&a.step) {
-                seen.push(a.step);
-            }
-        }
-        seen
+        let mut seen = std::collections::BTreeSet::new();
+        let applied = self.state.applied.iter().map(|a| a.step);
+        applied.filter(|n| self.state.leaves_a_change(*n) && seen.insert(*n)).collect()
     }
 
     fn say(&self, line: &str) {

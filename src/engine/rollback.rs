@@ -115,8 +115,8 @@ impl Engine<'_> {
                     code: code::ROLLBACK_FAILED,
                 });
             }
-            let more = order[pos + 1..].iter().any(|u| u.work.is_some());
-            if signals::interrupted() && more && self.abandon_rollback(undo.step)? {
+            let more = || order[pos + 1..].iter().any(|u| u.work.is_some());
+            if signals::interrupted() && more() && self.abandon_rollback(undo.step)? {
                 self.hint_next();
                 return Ok(RunEnd::INTERRUPTED);
             }

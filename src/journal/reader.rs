@@ -331,13 +331,17 @@ impl RunState {
         match event {
             Event::StepStarted { step, target, attempt, work, rollback, verify, log } => {
                 let s = step_of(self, *step);
+                // A step that never started cannot be applied yet: no need to look for it.
+                let ran_before = s.status != StepStatus::Pending;
                 s.status = StepStatus::InFlight;
                 s.attempts = *attempt;
                 s.work = Some(work.clone());
                 s.rollback = rollback.clone();
                 s.verify = verify.clone();
                 s.log = Some(log.clone());
-                self.unapply(*step, target);
+                if ran_before {
+                    self.unapply(*step, target);
+                }
                 self.applied.push(Applied { step: *step, target: target.clone() });
             }
             Event::StepFinished { step, .. } => finish_step(step_of(self, *step), event),
