@@ -75,6 +75,8 @@ pub struct Ending {
     pub status: String,
     /// How the run itself ended, e.g. "succeeded (exit 0)"; `None` when no end is recorded.
     pub result: Option<String>,
+    /// The colour of where the run stands, from its status (never from the words shown).
+    pub tone: crate::journal::event::Tone,
     /// Plain statements a reader must not miss: no end recorded, interrupted, a torn journal line,
     /// a later `runbook rollback`.
     pub warnings: Vec<String>,
@@ -320,7 +322,7 @@ impl Note {
             name: s.name.clone(),
             runbook: s.runbook.clone(),
             hash: s.hash.clone(),
-            command: s.command.clone(),
+            command: command_line(run),
             env: s.env.clone(),
             operator: s.operator.clone(),
             host: s.host.clone(),
@@ -401,6 +403,15 @@ impl Note {
     }
 }
 
+/// The command that started the run, with its slice when it ran only some steps.
+fn command_line(run: &RunState) -> String {
+    let s = &run.started;
+    match s.range.filter(|r| *r != (1, s.steps.len())) {
+        Some((first, last)) => format!("{} --from {first} --to {last}", s.command),
+        None => s.command.clone(),
+    }
+}
+
 fn ending(run: &RunState) -> Ending {
     let finishes: Vec<_> = run
         .records
@@ -411,6 +422,9 @@ fn ending(run: &RunState) -> Ending {
         })
         .collect();
     let mut warnings = Vec::new();
+    for t in &run.takeovers {
+        warnings.push(format!("Taken over later: {}.", t.describe()));
+    }
     if let Some((reason, refusal)) = &run.gate_overridden {
         warnings.push(format!(
             "The rehearsal gate was overridden (--override-gate), with the reason: {reason}. It had refused because {refusal}."
@@ -443,6 +457,10 @@ fn ending(run: &RunState) -> Ending {
             .first()
             .map(|(_, status, code)| format!("{} (exit {code})", status.label())),
         warnings,
+        tone: match run.phase() {
+            crate::journal::reader::Phase::Finished(status) => status.tone(),
+            _ => crate::journal::event::Tone::Bad,
+        },
     }
 }
 

@@ -381,3 +381,30 @@ fn a_flush_killed_mid_way_rolls_back_from_the_backup_it_wrote_then_the_steps_bef
     t.run(&["rollback", "last", "--yes"]).code(5);
     t.run(&["resume", "last", "--yes"]).code(5);
 }
+
+/// The HTML note of a passed rehearsal had a red header: its tone matched a display label.
+#[test]
+fn a_passed_rehearsal_has_a_good_header_in_the_html_note() {
+    let t = Runbook::new();
+    t.file("rb.toml", SLOW_UNDO);
+    t.run(&["rehearse", "rb.toml", "--yes"]).success();
+    let html = t.run(&["report", "last", "--format", "html"]).success().stdout;
+    assert!(html.contains("<header class=\"good\">"), "{html}");
+}
+
+/// `show` and the note said "succeeded / Command: runbook run" for a run that crashed and was
+/// resumed, and nothing of a `--from/--to` slice.
+#[test]
+fn show_and_the_note_tell_of_slices_crashes_resumes_and_who_answered() {
+    let t = Runbook::new();
+    t.file("rb.toml", SIX);
+    t.crash_after(3, &["run", "rb.toml", "--yes", "--to", "2"]);
+    t.run(&["resume", "last", "--yes"]).success();
+    let show = t.run(&["show", "last"]).success().stdout;
+    assert!(show.contains("steps    1-2 of 3 (a slice: run --from/--to)"), "{show}");
+    assert!(show.contains("`runbook resume` by tester"), "{show}");
+    assert!(show.contains("after a stop with no end recorded (a crash)"), "{show}");
+    let note = t.run(&["report", "last"]).success().stdout;
+    assert!(note.contains("runbook run --from 1 --to 2"), "{note}");
+    assert!(note.contains("Taken over later:"), "{note}");
+}

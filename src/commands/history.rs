@@ -217,6 +217,16 @@ fn print_run(run: &RunState) {
         );
     }
     println!("started  {}   last event {}", run.started_at.to_rfc3339(), run.last_at.to_rfc3339());
+    if let Some((first, last)) = s.range.filter(|r| *r != (1, s.steps.len())) {
+        println!("steps    {first}-{last} of {} (a slice: run --from/--to)", s.steps.len());
+    }
+    for t in &run.takeovers {
+        println!("then     {}", t.describe());
+    }
+    if !run.damaged.is_empty() {
+        let lines: Vec<String> = run.damaged.iter().map(|n| n.to_string()).collect();
+        println!("{}", ui.warn(&format!("note: journal lines {} cannot be read (damage, not a crash); resume and rollback refuse without --accept-damaged-journal", lines.join(", "))));
+    }
     if run.torn_line {
         println!(
             "{}",
@@ -249,6 +259,9 @@ fn print_run(run: &RunState) {
         .records
         .iter()
         .filter_map(|r| match &r.event {
+            Event::Prompt { question, answer, by, .. } if !by.is_empty() => {
+                Some(format!("  {question} -> {answer} ({by})"))
+            }
             Event::Prompt { question, answer, .. } => Some(format!("  {question} -> {answer}")),
             _ => None,
         })

@@ -204,7 +204,7 @@ impl Engine<'_> {
     /// Journal that this process takes the run over (`resume` or `rollback`).
     pub(super) fn record_takeover(&mut self, command: &str, from: Option<usize>) -> Result<()> {
         self.record(Event::Resumed {
-            operator: self.operator.who().to_string(),
+            operator: crate::operator(),
             host: crate::host(),
             pid: std::process::id(),
             command: command.to_string(),

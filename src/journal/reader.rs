@@ -112,8 +112,11 @@ pub struct RunState {
     pub damaged: Vec<usize>,
     /// A rollback has started in this run: going on means going on with the rollback.
     pub rolling_back: bool,
-    /// Operators who took the run over after it stopped, and with which command.
+    /// Operators who took the run over after it stopped.
     pub resumed_by: Vec<String>,
+    /// Every later `resume` or `rollback` of the run: who, when, how, and whether the run had
+    /// stopped without an end (a crash) before it.
+    pub takeovers: Vec<Takeover>,
     /// When `--override-gate` was used: the reason given, and the refusal it overrode.
     pub gate_overridden: Option<(String, String)>,
     pub records: Vec<Record>,
@@ -173,6 +176,36 @@ impl RunState {
     /// A short phrase for where the run stands.
     pub fn status_label(&self) -> String {
         self.phase().label().to_string()
+    }
+}
+
+/// A later `resume` or `rollback` of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Takeover {
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    pub host: String,
+    /// `resume` or `rollback`.
+    pub command: String,
+    /// `resume --from STEP`.
+    pub from: Option<usize>,
+    /// The run had stopped without recording an end: it crashed, or its process was killed.
+    pub after_crash: bool,
+}
+
+impl Takeover {
+    /// One line for `show` and the note.
+    pub fn describe(&self) -> String {
+        let from = self.from.map_or(String::new(), |n| format!(" --from {n}"));
+        let crash =
+            if self.after_crash { ", after a stop with no end recorded (a crash)" } else { "" };
+        format!(
+            "{} `runbook {}{from}` by {} on {}{crash}",
+            self.at.format("%Y-%m-%d %H:%M:%SZ"),
+            self.command,
+            self.operator,
+            self.host
+        )
     }
 }
 
@@ -308,6 +341,7 @@ fn replay(dir: &Path, parsed: Parsed) -> Result<RunState> {
         damaged,
         rolling_back: false,
         resumed_by: Vec::new(),
+        takeovers: Vec::new(),
         gate_overridden: None,
         records: Vec::with_capacity(records.len()),
     };
@@ -323,6 +357,16 @@ impl RunState {
     pub fn apply(&mut self, record: Record) {
         self.last_at = record.ts;
         self.last_seq = record.seq;
+        if let Event::Resumed { operator, host, command, from, .. } = &record.event {
+            self.takeovers.push(Takeover {
+                at: record.ts,
+                operator: operator.clone(),
+                host: host.clone(),
+                command: command.clone(),
+                from: *from,
+                after_crash: self.finished.is_none(),
+            });
+        }
         self.apply_event(&record.event);
         self.records.push(record);
     }

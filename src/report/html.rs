@@ -2,6 +2,7 @@
 //! or image, so it opens offline and can be attached to a ticket. Every journal string goes
 //! through [`escape`].
 
+use crate::journal::event::Tone;
 use std::fmt::Write as _;
 
 use super::{Note, StepNote, human_ms, time};
@@ -110,10 +111,10 @@ pub fn render(note: &Note) -> String {
 
 /// The colour of the run as a whole.
 fn run_tone(note: &Note) -> &'static str {
-    match note.ending.status.as_str() {
-        "succeeded" => "good",
-        "rolled back" | "aborted" | "interrupted" => "undone",
-        _ => "bad",
+    match note.ending.tone {
+        Tone::Good => "good",
+        Tone::Undone => "undone",
+        Tone::Bad => "bad",
     }
 }
 
