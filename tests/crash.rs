@@ -103,7 +103,7 @@ fn killed_during_a_rollback_then_resume_or_rollback_closes_the_run_and_a_second_
             let out = t.run(&[closer, "last", "--yes"]);
             assert_eq!(out.code, 0, "{closer} after event {kill_after}: {out:?}");
             if closer == "resume" {
-                assert!(out.stderr.contains("stopped while rolling back"), "{out:?}");
+                assert!(out.said().contains("stopped while rolling back"), "{out:?}");
             }
             // A rollback in flight at the crash (after an odd event) may run again; nothing else.
             let in_flight = (kill_after % 2 == 1).then(|| 3 - (kill_after - 9) / 2);
@@ -130,7 +130,7 @@ fn killed_right_after_the_last_step_resume_records_the_end_and_rollback_undoes_i
     t.file("rb.toml", &runbook(false));
     t.crash_after(7, &["run", "rb.toml", "--yes"]);
     let out = t.run(&["resume", "last", "--yes"]).success();
-    assert!(out.stderr.contains("every step had run"), "{out:?}");
+    assert!(out.said().contains("every step had run"), "{out:?}");
     assert_eq!(t.read("trail"), "run 1\nrun 2\nrun 3\n", "nothing ran twice");
     t.run(&["resume", "last", "--yes"]).code(5);
 
@@ -163,14 +163,14 @@ fn resume_refuses_a_changed_runbook_and_a_finished_run() {
     t.crash_after(3, &["run", "rb.toml", "--yes"]);
     t.file("rb.toml", &format!("{}\n# edited\n", runbook(false)));
     let out = t.run(&["resume", "last", "--yes"]).code(5);
-    assert!(out.stderr.contains("changed since run"), "{out:?}");
-    assert!(out.stderr.contains("runbook rollback"), "{out:?}");
+    assert!(out.said().contains("changed since run"), "{out:?}");
+    assert!(out.said().contains("runbook rollback"), "{out:?}");
 
     let t = Runbook::new();
     t.file("rb.toml", &runbook(false));
     t.run(&["run", "rb.toml", "--yes"]).success();
     let out = t.run(&["resume", "last", "--yes"]).code(5);
-    assert!(out.stderr.contains("already finished"), "{out:?}");
+    assert!(out.said().contains("already finished"), "{out:?}");
 }
 
 #[test]
@@ -180,10 +180,10 @@ fn an_unwritable_state_directory_stops_before_any_step() {
     // A path under a file can never be created, whoever runs the test (root ignores modes).
     let out = t.run(&["run", "rb.toml", "--yes", "--state-dir", "/dev/null/state"]).code(1);
     assert!(
-        out.stderr.contains("cannot create the state directory /dev/null/state/runs"),
+        out.said().contains("cannot create the state directory /dev/null/state/runs"),
         "{out:?}"
     );
-    assert!(out.stderr.contains("--state-dir or RUNBOOK_STATE_DIR"), "{out:?}");
+    assert!(out.said().contains("--state-dir or RUNBOOK_STATE_DIR"), "{out:?}");
     assert!(!t.path().join("trail").exists(), "no step ran");
 }
 
@@ -233,7 +233,7 @@ fn rollback_of_a_past_run_gets_its_secrets_again_and_checks_verify_rollback() {
     let out = t.run(&["rollback", "last", "--yes"]).success();
     assert!(out.stdout.contains("verify_rollback passed"), "{out:?}");
     assert_eq!(t.read("trail"), "undone-7\n", "the rollback command got the 7-byte token");
-    assert!(!out.stderr.contains("tok-123") && !out.stdout.contains("tok-123"));
+    assert!(!out.said().contains("tok-123") && !out.stdout.contains("tok-123"));
 }
 
 #[test]

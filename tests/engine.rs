@@ -31,7 +31,9 @@ fn spawn(t: &Runbook, args: &[&str]) -> Child {
 
 fn finish(child: Child) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), said)
 }
 
 const SECRET_LITERAL: &str = r#"[runbook]
@@ -171,7 +173,7 @@ rollback = "p=$(cat {{runbook_dir}}/pid); if [ -e /proc/$p ] && ! grep -q '^Stat
     let pid: i32 = t.read("pid").trim().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the step outlived the engine");
     let out = t.run(&["rollback", "last", "--yes"]).success();
-    assert!(out.stderr.contains("processes are still running"), "{out:?}");
+    assert!(out.said().contains("processes are still running"), "{out:?}");
     assert_eq!(t.read("trail"), "gone\n", "the leftover was stopped before the rollback ran");
 }
 
@@ -190,8 +192,8 @@ fn a_damaged_middle_line_stops_rollback_and_resume_unless_accepted() {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     for command in ["rollback", "resume"] {
         let out = t.run(&[command, "last", "--yes"]).code(5);
-        assert!(out.stderr.contains("cannot be read: 2"), "{command}: {out:?}");
-        assert!(out.stderr.contains("--accept-damaged-journal"), "{out:?}");
+        assert!(out.said().contains("cannot be read: 2"), "{command}: {out:?}");
+        assert!(out.said().contains("--accept-damaged-journal"), "{out:?}");
     }
     assert_eq!(t.read("trail"), "run 1\nrun 2\n", "nothing was undone");
     t.run(&["rollback", "last", "--yes", "--accept-damaged-journal"]).success();
@@ -235,7 +237,7 @@ fn going_on_from_a_step_happens_in_the_same_run_and_its_failure_undoes_everythin
     std::fs::write(t.path().join("quick"), "").unwrap();
     std::fs::write(t.path().join("break"), "").unwrap();
     let out = t.run(&["resume", "last", "--yes", "--from", "2"]).code(3);
-    assert!(out.stderr.contains("resuming run"), "{out:?}");
+    assert!(out.said().contains("resuming run"), "{out:?}");
     assert_eq!(
         t.read("trail"),
         "run 1\nrun 2\nrun 2\nrun 3\nundo 3\nundo 2\nundo 1\n",
@@ -273,8 +275,8 @@ fn an_interrupted_run_says_to_resume_it_not_to_start_a_new_one() {
     // Resume goes on inside the run: step 2 (interrupted, still applied) is run again, unattended.
     std::fs::write(t.path().join("quick"), "").unwrap();
     let out = t.run(&["resume", &id, "--yes"]).success();
-    assert!(out.stderr.contains("Applied now: steps 1, 2."), "{out:?}");
-    assert!(out.stderr.contains("Step 2 (two) was interrupted"), "{out:?}");
+    assert!(out.said().contains("Applied now: steps 1, 2."), "{out:?}");
+    assert!(out.said().contains("Step 2 (two) was interrupted"), "{out:?}");
     assert_eq!(t.read("trail"), "run 1\nrun 2\nrun 2\nrun 3\n");
 }
 
@@ -375,7 +377,7 @@ fn a_flush_killed_mid_way_rolls_back_from_the_backup_it_wrote_then_the_steps_bef
     run.wait().unwrap();
     assert!(pages(&server) < 60_000, "killed mid-flush");
     let out = t.run(&["rollback", "last", "--yes"]).success();
-    assert!(out.stderr.contains("backup ends early"), "{out:?}");
+    assert!(out.said().contains("backup ends early"), "{out:?}");
     assert_eq!(pages(&server), 60_000, "every flushed key is back");
     assert_eq!(t.read("trail"), "run 1\nundo 1\n", "and the step before it is undone");
     t.run(&["rollback", "last", "--yes"]).code(5);
@@ -407,4 +409,74 @@ fn show_and_the_note_tell_of_slices_crashes_resumes_and_who_answered() {
     let note = t.run(&["report", "last"]).success().stdout;
     assert!(note.contains("runbook run --from 1 --to 2"), "{note}");
     assert!(note.contains("Taken over later:"), "{note}");
+}
+
+/// A deleted middle line, or a whole last line that does not read, was passed over: a step that
+/// ran was never undone.
+#[test]
+fn a_deleted_line_or_a_whole_damaged_last_line_is_damage_not_a_torn_tail() {
+    for (what, cut) in [("deleted", 3usize), ("last", 5)] {
+        let t = Runbook::new();
+        t.file("rb.toml", SLOW_UNDO);
+        t.crash_after(5, &["run", "rb.toml", "--yes"]);
+        let path = t.state_dir().join("runs").join(t.last_run_id()).join("journal.jsonl");
+        let mut lines: Vec<String> =
+            std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+        if what == "deleted" {
+            lines.remove(cut - 1);
+        } else {
+            lines[cut - 1] = lines[cut - 1].replacen("step_finished", "step_fXnished", 1);
+        }
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let out = t.run(&["rollback", "last", "--yes"]).code(5);
+        assert!(out.said().contains("cannot be read"), "{what}: {out:?}");
+        assert_eq!(t.read("trail"), "run 1\nrun 2\n", "{what}: nothing undone");
+    }
+}
+
+/// `resume --from` jumped over a step left in flight, or past the run's range, and said
+/// "succeeded".
+#[test]
+fn resume_from_never_jumps_over_a_step_in_doubt_or_past_the_runs_steps() {
+    let t = Runbook::new();
+    t.file("rb.toml", SIX);
+    t.crash_after(4, &["run", "rb.toml", "--yes"]);
+    let out = t.run(&["resume", "last", "--yes", "--from", "3"]).code(5);
+    assert!(out.said().contains("step 2 of run"), "{out:?}");
+    let t = Runbook::new();
+    t.file("rb.toml", SIX);
+    t.run(&["run", "rb.toml", "--yes", "--to", "2"]).success();
+    let out = t.run(&["resume", "last", "--yes", "--from", "3"]).code(5);
+    assert!(out.said().contains("covers steps up to 2"), "{out:?}");
+}
+
+/// A rollback command left running by a crash was run a second time beside the first.
+#[test]
+fn a_rollback_left_running_by_a_crash_is_stopped_before_the_rollback_goes_on() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        r#"[runbook]
+name = "slowundo"
+
+[[step]]
+title = "one"
+kind = "apply"
+run = "true"
+rollback = "echo undo-start >> {{runbook_dir}}/trail; echo $$ > {{runbook_dir}}/rbpid; test -e {{runbook_dir}}/quick || sleep 30; echo undo-end >> {{runbook_dir}}/trail"
+
+[[step]]
+title = "fails"
+kind = "check"
+run = "exit 1"
+"#,
+    );
+    let mut run = spawn(&t, &["run", "rb.toml", "--yes"]);
+    wait_until("the rollback to start", || t.path().join("rbpid").exists());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    std::fs::write(t.path().join("quick"), "").unwrap();
+    let out = t.run(&["rollback", "last", "--yes"]).success();
+    assert!(out.said().contains("processes are still running"), "{out:?}");
+    assert_eq!(t.read("trail"), "undo-start\nundo-start\nundo-end\n", "never two at once");
 }

@@ -188,7 +188,7 @@ impl Engine<'_> {
         Ok(result)
     }
 
-    fn manual(&mut self, step: &PlannedStep, instructions: &str) -> Result<Next> {
+    pub(super) fn manual(&mut self, step: &PlannedStep, instructions: &str) -> Result<Next> {
         let started = std::time::Instant::now();
         self.journal_start(step, 1, String::new())?;
         self.say(&format!("  {}", self.ui.bold("Do this by hand:")));
@@ -338,8 +338,15 @@ impl Engine<'_> {
         };
         match self.ask(step, q)? {
             Answer::Chose(ROLLBACK) => {
+                // Rolled back in full: the run is closed as rolled back, its exit code still says
+                // it was interrupted.
                 let end = self.rollback(&format!("interrupted by {signal}"))?;
-                Ok(if end.status == RunStatus::RolledBack { RunEnd::INTERRUPTED } else { end })
+                Ok(match end.status {
+                    RunStatus::RolledBack => {
+                        RunEnd { status: RunStatus::RolledBack, code: code::INTERRUPTED }
+                    }
+                    _ => end,
+                })
             }
             _ => {
                 self.hint_next();

@@ -30,6 +30,9 @@ impl Engine<'_> {
     /// index into the plan), with the run's own state.
     pub fn resume(&mut self, from: Option<usize>) -> Result<RunEnd> {
         self.refuse_unresumable(from)?;
+        if let Some(idx) = from {
+            self.refuse_from(idx)?;
+        }
         if self.state.rolling_back {
             return self.resume_rollback();
         }
@@ -93,6 +96,33 @@ impl Engine<'_> {
         }
     }
 
+    /// `--from` goes on inside the run's range, and never jumps over a step left in doubt.
+    fn refuse_from(&self, idx: usize) -> Result<()> {
+        let (_, last) = self.range_numbers();
+        let id = &self.state.id;
+        if idx + 1 > last {
+            return Err(Refused(format!(
+                "--from {}: run {id} covers steps up to {last}; a step after that is a new run (`runbook run FILE --from {}`)",
+                idx + 1,
+                idx + 1
+            ))
+            .into());
+        }
+        let doubt = self.state.steps.values().find(|s| {
+            s.number <= idx
+                && (s.status == StepStatus::InFlight
+                    || (s.status == StepStatus::Failed && s.note.is_none()))
+        });
+        match doubt {
+            Some(s) => Err(Refused(format!(
+                "step {} of run {id} is in doubt (it was in flight or had failed when the run stopped); `runbook resume {id}` without --from decides about it first",
+                s.number
+            ))
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// The run had started rolling back when it stopped: the only way on is to finish that.
     fn resume_rollback(&mut self) -> Result<RunEnd> {
         self.say(&self.ui.warn(&format!(
@@ -150,7 +180,7 @@ impl Engine<'_> {
         match self.ask(Some(number), q)? {
             Answer::Chose(RUN) => {
                 self.show_card(step);
-                let next = self.attempts(step, attempts)?;
+                let next = self.again(step, attempts)?;
                 self.and_on(next, idx + 1)
             }
             Answer::Chose(DONE) => {
@@ -172,17 +202,26 @@ impl Engine<'_> {
         let number = idx + 1;
         let check = self.state.steps.get(&number).map_or(String::new(), |s| s.check.clone());
         self.say(&self.ui.warn(&format!(
-            "Step {number} had failed ({check}) and nobody had decided what next."
+            "Step {number} had failed ({check}); the run stopped there before going on."
         )));
         match self.after_failure(number)? {
             None => {
                 let step = &self.plan().steps[idx];
                 let attempts = self.state.steps.get(&number).map_or(0, |s| s.attempts);
-                let next = self.attempts(step, attempts)?;
+                let next = self.again(step, attempts)?;
                 self.and_on(next, idx + 1)
             }
             Some(Next::Continue) => self.forward(idx + 1..self.last()),
             Some(stop) => Ok(stop),
+        }
+    }
+
+    /// Run a step again at resume: a manual one is asked of the operator again (it is never a
+    /// process), any other runs its attempts.
+    fn again(&mut self, step: &crate::plan::PlannedStep, attempts: u32) -> Result<Next> {
+        match &step.work {
+            crate::plan::Work::Manual { instructions } => self.manual(step, instructions),
+            _ => self.attempts(step, attempts),
         }
     }
 
@@ -216,11 +255,9 @@ impl Engine<'_> {
     /// their environment and, on the operator's word, wait for them or stop them, before
     /// anything else runs (unattended, they are stopped).
     pub(super) fn settle_leftovers(&mut self) -> Result<()> {
-        let Some(step) = self.state.last_started().filter(|n| {
-            self.state
-                .steps
-                .get(n)
-                .is_some_and(|s| matches!(s.status, StepStatus::InFlight | StepStatus::RollingBack))
+        // The step in flight, or the step whose rollback was in flight, at the stop.
+        let Some(step) = self.state.steps.values().rev().find_map(|s| {
+            matches!(s.status, StepStatus::InFlight | StepStatus::RollingBack).then_some(s.number)
         }) else {
             return Ok(());
         };

@@ -48,6 +48,7 @@ impl Engine<'_> {
         let order = self.rollback_order();
         if !order.iter().any(|u| u.work.is_some()) {
             if self.state.finished.is_none() {
+                self.settle_leftovers()?;
                 return self.close_without_rollback();
             }
             return Err(Refused(format!(
@@ -59,7 +60,8 @@ impl Engine<'_> {
         }
         self.settle_leftovers()?;
         self.show_state();
-        let steps: Vec<String> = order.iter().map(|u| u.step.to_string()).collect();
+        let steps: Vec<String> =
+            order.iter().filter(|u| u.work.is_some()).map(|u| u.step.to_string()).collect();
         let q = Question {
             text: &format!("Roll back steps {}, in that order?", steps.join(", ")),
             choices: &[YES, NO],
@@ -75,6 +77,13 @@ impl Engine<'_> {
             RunStatus::RolledBack => {
                 let msg = format!("run {} rolled back (steps {})", self.state.id, steps.join(", "));
                 self.say(&self.ui.good(&msg));
+                let stays: Vec<String> =
+                    self.still_applied().iter().map(|n| n.to_string()).collect();
+                if !stays.is_empty() {
+                    let stays =
+                        format!("still applied, with no rollback: steps {}", stays.join(", "));
+                    self.say(&self.ui.warn(&stays));
+                }
                 RunEnd { status: RunStatus::RolledBack, code: code::OK }
             }
             _ => end,

@@ -296,17 +296,33 @@ pub struct Parsed {
 /// Parse every line. Only the last line can be torn by a crash (events are appended one at a
 /// time); a bad line anywhere else is damage, reported by its number, never passed over quietly.
 pub fn parse(text: &[u8]) -> Parsed {
-    let mut records = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
     let mut bad = Vec::new();
     let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    let mut after_bad = false;
     for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
         match serde_json::from_slice::<Record>(line) {
-            Ok(r) => records.push(r),
-            Err(_) => bad.push(i + 1),
+            // Events are numbered one after the other: a gap right after a line that read well
+            // is a line lost (deleted), reported at the line after it.
+            Ok(r) if !after_bad && records.last().is_some_and(|p| p.seq + 1 != r.seq) => {
+                bad.push(i + 1);
+                records.push(r);
+            }
+            Ok(r) => {
+                after_bad = false;
+                records.push(r);
+            }
+            Err(_) => {
+                after_bad = true;
+                bad.push(i + 1);
+            }
         }
     }
+    // Only a line the crash cut before its newline is torn; a whole line that does not read is
+    // damage like any other.
     let last = lines.iter().rposition(|l| !l.is_empty()).map(|i| i + 1);
-    let torn_tail = last.is_some() && bad.last() == last.as_ref();
+    let unended = !text.is_empty() && text.last() != Some(&b'\n');
+    let torn_tail = unended && last.is_some() && bad.last() == last.as_ref();
     if torn_tail {
         bad.pop();
     }

@@ -23,6 +23,11 @@ impl Outcome {
         self
     }
 
+    /// Everything it printed: the record (stdout) and the terminal's side (stderr).
+    pub fn said(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
     pub fn success(self) -> Outcome {
         self.code(0)
     }
