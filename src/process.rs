@@ -301,8 +301,12 @@ impl StepProcesses {
 
     /// After a normal exit, what bash left running on purpose is ours once bash is gone: note it,
     /// so that its exit is collected later rather than left as a zombie.
+    /// Only our own children can be left to reap (as subreaper we inherit the step's orphans,
+    /// setsid ones included), so this reads the kernel's list of them instead of the whole
+    /// process table, which cost every step hundreds of file reads.
     fn adopt_leftovers(&self) {
-        let left: Vec<i32> = self.alive().into_iter().filter(|p| *p != self.pgid).collect();
+        let left: Vec<i32> =
+            table::own_children().into_iter().filter(|p| *p != self.pgid).collect();
         ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
     }
 }

@@ -49,3 +49,15 @@ pub fn has_env(pid: i32, vars: &[&str]) -> bool {
 pub fn with_env(vars: &[&str]) -> Vec<i32> {
     entries().into_iter().filter(|e| !e.zombie && has_env(e.pid, vars)).map(|e| e.pid).collect()
 }
+
+/// This process's own children, from the kernel's list per thread
+/// (`/proc/self/task/*/children`): no scan of the whole table.
+pub fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut out = Vec::new();
+    for task in tasks.filter_map(|t| t.ok()) {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    out
+}
