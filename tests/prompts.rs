@@ -295,7 +295,8 @@ rollback = "echo undo3 >> {{runbook_dir}}/undo.log"
     let long = events(&journal, "step_finished")[1];
     assert_eq!(long["outcome"], "interrupted");
     assert!(long["duration_ms"].as_u64().unwrap() < 5_000, "{long}");
-    assert_eq!(run_finished(&journal)["status"], "interrupted");
+    // Rolled back in full: closed as rolled back; the exit code still says it was interrupted.
+    assert_eq!(run_finished(&journal)["status"], "rolled_back");
     assert_eq!(run_finished(&journal)["exit_code"], 130);
 }
 
