@@ -118,8 +118,8 @@ pub fn run(spawn: &Spawn<'_>, on_output: &mut dyn FnMut(&[u8])) -> Result<Exit> 
     }
     let marker = spawn_marker();
     expr = expr.env(SPAWN_VAR, &marker);
-    let reader =
-        expr.reader().with_context(|| format!("cannot start `bash -c {}`", spawn.command))?;
+    let reader = crate::signals::unblocked(|| expr.reader())
+        .with_context(|| format!("cannot start `bash -c {}`", spawn.command))?;
     let reader = Arc::new(reader);
     let pgid = reader.pids().first().copied().unwrap_or(0) as i32;
     let step = StepProcesses {

@@ -670,3 +670,77 @@ run = "ps -o pid=,stat=,comm= --ppid $PPID | grep ' Z' && exit 1 || true"
     let out = rb.run(&["run", file.to_str().unwrap(), "--yes"]);
     assert_eq!(out.code, 0, "{out:#?}");
 }
+
+/// Whether `pid` has a handler for SIGTERM (bit 15 of SigCgt in its status).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (Signal::SIGTERM as u64 - 1)) != 0)
+}
+
+/// Signal handlers without SA_RESTART made a blocked Redis read fail with EINTR: a SIGTERM during
+/// the restore of a flush failed the rollback and left keys missing. SIGTERMs now arrive all
+/// through the restore of a past run, and every key comes back.
+#[test]
+fn sigterm_during_a_restore_cut_its_redis_io_with_eintr() {
+    let server = crate::support::RedisServer::start();
+    let mut c = server.client(0);
+    const KEYS: usize = 60_000;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(5_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.set(format!("page:{i}"), format!("cached page {i}")).ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
+    }
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        &format!(
+            "[[step]]\ntitle = \"flush\"\nkind = \"flush\"\nredis = \"{}\"\npattern = \"page:*\"\nmax_keys = 1000000\n",
+            server.url(0)
+        ),
+    );
+    run_yes(&rb, &file, &[]).success();
+    let size: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(size, 0);
+    let id = rb.last_run_id();
+    let mut child = Background(
+        rb.command(&["rollback", &id, "--yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(rb.path().join("rollback.err")).unwrap())
+            .spawn()
+            .expect("start runbook rollback"),
+    );
+    // Before its handler is installed, SIGTERM would simply end the process.
+    wait_until("the SIGTERM handler", || catches_sigterm(child.0.id()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the rollback did not finish");
+        child.signal(Signal::SIGTERM);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let size: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert!(sent > 10, "the restore was over before the signals came ({sent} sent)");
+    let said = rb.read("rollback.err");
+    assert_eq!(size, KEYS, "keys missing after a restore under SIGTERM ({sent} signals): {said}");
+}
+
+/// runbook blocks the signals it catches in its own threads (so none cuts their I/O); a step must
+/// not inherit that mask, or SIGTERM and Ctrl-C could not stop it.
+#[test]
+fn a_step_inherited_runbooks_blocked_signals() {
+    let rb = Runbook::new();
+    let file = runbook(
+        &rb,
+        "[[step]]\ntitle = \"mask\"\nkind = \"check\"\nrun = \"grep SigBlk /proc/self/status > {{runbook_dir}}/mask\"\n",
+    );
+    run_yes(&rb, &file, &[]).success();
+    assert_eq!(rb.read("mask").split_whitespace().nth(1), Some("0000000000000000"));
+}

@@ -36,7 +36,8 @@ fn spawn(cmd: &str, env: &[(String, String)]) -> Result<(Child, Receiver<Vec<u8>
     let mut command = Command::new("bash");
     command.arg("-c").arg(cmd).stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
     command.envs(env.iter().map(|(k, v)| (k, v)));
-    let child = command.spawn().with_context(|| format!("cannot start `bash -c {cmd}`"))?;
+    let child = crate::signals::unblocked(|| command.spawn())
+        .with_context(|| format!("cannot start `bash -c {cmd}`"))?;
     // The Command still holds the write ends: drop it so the pipe ends when the group does.
     drop(command);
     let (tx, rx) = mpsc::sync_channel(16);
