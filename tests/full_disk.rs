@@ -75,17 +75,33 @@ run = "echo three >> {{runbook_dir}}/ran.log"
 "#,
     );
     let out = rb.run(&["run", file.to_str().unwrap(), "--yes"]);
-    assert_eq!(out.code, 0, "{out:#?}");
-    assert_eq!(rb.read("ran.log"), "two\nthree\n");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("is incomplete (No space left on device"), "{out:#?}");
     assert_eq!(rb.read("undo.log"), "", "a step that ran fine was rolled back");
-    let journal = rb.journal();
-    let loud = step_finished(&journal, 1);
+    // Freed space is not always usable at once on a loaded machine: the journal may fail too,
+    // and then the terminal shows the event it could not record. Either way, it is the truth.
+    let loud = if out.code == 0 {
+        assert_eq!(rb.read("ran.log"), "two\nthree\n");
+        step_finished(&rb.journal(), 1).clone()
+    } else {
+        assert!(out.stderr.contains("THE JOURNAL IS INCOMPLETE"), "{out:#?}");
+        assert_eq!(rb.read("ran.log"), "two\n");
+        shown_event(&out.stderr)
+    };
     assert_eq!(loud["outcome"], "ok", "{loud}");
     assert_eq!(loud["exit_code"], 0, "{loud}");
     let check = loud["check"].as_str().unwrap();
     assert!(!check.contains("could not run"), "{check}");
     assert!(check.contains("is incomplete (No space left on device"), "{check}");
-    assert!(out.stdout.contains("is incomplete (No space left on device"), "{}", out.stdout);
+}
+
+/// The event the terminal shows because the journal could not hold it.
+fn shown_event(said: &str) -> Value {
+    let shown = said
+        .lines()
+        .find(|l| l.trim_start().starts_with("{\"ts\""))
+        .unwrap_or_else(|| panic!("the event is not shown: {said}"));
+    serde_json::from_str(shown.trim()).unwrap()
 }
 
 #[test]
@@ -119,11 +135,7 @@ run = "echo ran >> {{runbook_dir}}/ran.log"
     assert!(said.contains("No space left on device"), "{said}");
     assert!(said.contains("The run stops here and runs nothing more"), "{said}");
     // The event it could not record is on the terminal, and not in the journal.
-    let shown = said
-        .lines()
-        .find(|l| l.trim_start().starts_with("{\"ts\""))
-        .unwrap_or_else(|| panic!("the event is not shown: {said}"));
-    let event: Value = serde_json::from_str(shown.trim()).unwrap();
+    let event = shown_event(said);
     assert_eq!(event["event"], "step_finished", "{event}");
     assert_eq!(event["step"], 1);
     assert_eq!(event["exit_code"], 0);
