@@ -484,3 +484,29 @@ fn a_pattern_matching_every_key_is_refused_by_the_flush_itself() {
         assert!(flush::preview(&spec(&server, &patterns), 5).is_err(), "{all}");
     }
 }
+
+/// A flush that stopped before deleting every matching key (here its first UNLINK is refused)
+/// seals its backup as stopped, and the restore then leaves the matching keys it does not hold
+/// alone: they are keys the flush never reached, not keys written after it.
+#[test]
+fn the_restore_of_a_flush_that_stopped_deletes_no_key_it_never_reached() {
+    let server = RedisServer::start();
+    let mut con = server.client(0);
+    load(&mut con, "page:upload", 5000);
+    let rules = ["nounlink", "on", ">nounlink-pw", "~*", "+@all", "-@admin", "-unlink"];
+    let _: () = redis::cmd("ACL").arg("SETUSER").arg(&rules).query(&mut con).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let limited = FlushSpec {
+        url: format!("redis://nounlink:nounlink-pw@127.0.0.1:{}/0", server.port),
+        batch: 100,
+        ..spec(&server, &["page:upload:*"])
+    };
+    let err = flush::flush(&limited, &backup_path(&dir), &mut no_progress).unwrap_err();
+    assert!(err.to_string().contains("UNLINK"), "{err}");
+    assert_eq!(count(&mut con, "page:upload:*"), 5000, "nothing deleted");
+    let patterns = ["page:upload:*".to_string()];
+    let report =
+        flush::restore(&server.url(0), &backup_path(&dir), &patterns, &mut no_progress).unwrap();
+    assert!(!report.swept, "{report:?}");
+    assert_eq!(count(&mut con, "page:upload:*"), 5000, "the restore deleted nothing");
+}

@@ -373,3 +373,45 @@ fn a_pattern_matching_every_key_is_refused_however_it_is_written_or_given() {
     assert!(out.stderr.contains("matches every key"), "a secret pattern too: {out:?}");
     assert_eq!(count(&server, "page:*"), 601, "nothing was deleted");
 }
+
+/// Issue 10 item 5: a Redis ACL user lacking RESTORE had the flush with backup delete 3,000 keys,
+/// then the rollback failed with NOPERM. Now the flush asks first (ACL DRYRUN, or a probe without
+/// effect for a user that may not run DRYRUN) and refuses, naming RESTORE, with nothing deleted.
+#[test]
+fn a_user_that_may_not_restore_is_refused_before_anything_is_deleted() {
+    let server = RedisServer::start();
+    let mut c = server.client(0);
+    let _: () =
+        redis::cmd("DEBUG").arg("POPULATE").arg(3000).arg("page:upload").query(&mut c).unwrap();
+    let mut acl = |rules: &[&str]| {
+        let _: () = redis::cmd("ACL").arg("SETUSER").arg(rules).query(&mut c).unwrap();
+    };
+    // May run ACL DRYRUN (an admin command), so the server is asked.
+    acl(&["asks", "on", ">asks-pw-1", "~*", "+@all", "-restore"]);
+    // May not, so RESTORE is tried on a key that exists, without effect.
+    acl(&["probes", "on", ">probes-pw-1", "~*", "+@all", "-@admin", "-restore"]);
+    // Everything, on the flushed keys only: allowed.
+    acl(&["scoped", "on", ">scoped-pw-1", "~page:*", "+@all"]);
+    for user in ["asks", "probes"] {
+        let t = Runbook::new();
+        let url = format!("redis_url = \"redis://{user}:{user}-pw-1@127.0.0.1:{}/0\"", server.port);
+        t.file("rb.toml", &runbook(&url, false, ""));
+        let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+        let printed = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            printed.contains(&format!("does not let {user} run what this flush needs: RESTORE")),
+            "{user}: {out:?}"
+        );
+        assert!(printed.contains("nothing was deleted"), "{out:?}");
+        assert!(printed.contains("were left as they are"), "the restore deletes nothing: {out:?}");
+        assert_eq!(count(&server, "page:upload:*"), 3000, "{user}: nothing deleted");
+    }
+    let t = Runbook::new();
+    let url = format!("redis_url = \"redis://scoped:scoped-pw-1@127.0.0.1:{}/0\"", server.port);
+    t.file("rb.toml", &runbook(&url, true, ""));
+    let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(printed.contains("deleted 3000 of 3000"), "{out:?}");
+    assert!(printed.contains("restored 3000 keys"), "{out:?}");
+    assert_eq!(count(&server, "page:upload:*"), 3000);
+}

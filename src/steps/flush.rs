@@ -17,10 +17,17 @@
 //!   its backup is written. On any failure the segment is still sealed (checksum, fsync), so
 //!   `restore` works on what was backed up.
 //! - A key matching several patterns is counted, backed up and deleted once (client-side glob).
+//! - Before the first deletion of each pattern, the connection's user must be allowed every
+//!   command the flush and its restore need (`permissions`), so a user that may delete but not
+//!   restore is refused with nothing deleted.
+//! - A backup segment's trailer says whether the flush got through: only then does the restore
+//!   delete matching keys the backup does not hold (written after the flush); after a flush that
+//!   stopped they may be keys it never reached.
 
 mod backup;
 mod conn;
 mod error;
+mod permissions;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -173,7 +180,7 @@ pub fn flush(
     let mut run = Deletion { link, writer, batch, matched: 0, deleted: 0, progress };
     let outcome = run.all_patterns(&spec.patterns);
     let Deletion { mut link, writer, matched, deleted, .. } = run;
-    let sealed = writer.map(|w| seal(w, deleted)).transpose();
+    let sealed = writer.map(|w| seal(w, deleted, outcome.is_ok())).transpose();
     outcome?;
     let sealed = sealed?;
     let count_before = counted.unwrap_or(matched);
@@ -252,6 +259,9 @@ pub fn restore(
             detail: problem.to_string(),
             report: run.report,
         }),
+        // Matching keys not in the backup were written after the flush only if the flush got
+        // through: after one that stopped, they may be keys it never reached, left as they are.
+        None if !scan.last_complete => Ok(run.report),
         None => {
             run.sweep(patterns)?;
             Ok(run.report)
@@ -313,11 +323,11 @@ struct Sealed {
     records: u64,
 }
 
-/// Write the trailer and fsync.
-fn seal(writer: BackupWriter, deleted: u64) -> Result<Sealed, FlushError> {
+/// Write the trailer, saying whether the flush got through, and fsync.
+fn seal(writer: BackupWriter, deleted: u64, complete: bool) -> Result<Sealed, FlushError> {
     let path = writer.path().to_path_buf();
     let records = writer.records();
-    let (checksum, size) = writer.finish().map_err(|e| FlushError::BackupIo {
+    let (checksum, size) = writer.finish(complete).map_err(|e| FlushError::BackupIo {
         path,
         deleted,
         detail: e.to_string(),
@@ -378,7 +388,13 @@ impl Deletion<'_> {
     fn one_pattern(&mut self, patterns: &[String], index: usize) -> Result<(), FlushError> {
         let mut page: Vec<Vec<u8>> = Vec::new();
         let mut cursor = Some(0);
+        let mut checked = false;
         while cursor.is_some() || !page.is_empty() {
+            if let Some(key) = page.first().filter(|_| !checked) {
+                let backup = self.writer.is_some();
+                permissions::check(&mut self.link, key, backup, self.deleted)?;
+                checked = true;
+            }
             self.back_up(&page)?;
             let buf = self.link.begin();
             for chunk in page.chunks(self.batch) {
@@ -492,7 +508,7 @@ impl Restoring<'_> {
                         bytes = 0;
                     }
                 }
-                Item::SegmentEnd(_) => {}
+                Item::SegmentEnd { .. } => {}
                 Item::Eof | Item::Problem(Problem::Truncated { .. }) => break,
                 Item::Problem(problem) => {
                     // The file changed since it was checked: stop, keeping what is restored.

@@ -118,8 +118,13 @@ pub fn restore_text(r: &RestoreReport, patterns: &[String]) -> String {
             r.deleted_new,
             patterns.join(", ")
         ));
-    } else {
+    } else if patterns.is_empty() {
         text.push_str("; keys written after the flush were not looked for (no patterns recorded)");
+    } else {
+        text.push_str(&format!(
+            "; keys matching {} were left as they are: the flush had stopped before deleting them all, so they may be keys it never reached",
+            patterns.join(", ")
+        ));
     }
     text
 }

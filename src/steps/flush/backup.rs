@@ -8,7 +8,9 @@
 //! header  = "RBFLUSH\0" (8 bytes)  version: u16 = 1  reserved: u16 = 0  started_at_ms: u64
 //! record  = 0x01  key_len: u32  key  pttl_ms: i64 (-1 = no expiry)  dumped_at_ms: u64
 //!           value_len: u64  value (the DUMP payload, which carries its own CRC64)
-//! trailer = 0xFF  record_count: u64  sha256: [u8; 32]
+//! trailer = tag  record_count: u64  sha256: [u8; 32]
+//!           tag 0xFF: the flush deleted every matching key it found; 0xFE: it stopped before
+//!           that (an error, a signal), so matching keys it never reached may still be there
 //! ```
 //! The SHA-256 covers the segment from the magic through `record_count`. A segment without a
 //! trailer is truncated (the flush died mid-way): its whole records are intact and restorable.
@@ -23,6 +25,7 @@ pub const MAGIC: &[u8; 8] = b"RBFLUSH\0";
 pub const VERSION: u16 = 1;
 const TAG_RECORD: u8 = 0x01;
 const TAG_END: u8 = 0xFF;
+const TAG_STOPPED: u8 = 0xFE;
 const HEADER_LEN: u64 = 8 + 2 + 2 + 8;
 
 /// One backed-up key.
@@ -134,8 +137,9 @@ impl BackupWriter {
     }
 
     /// Write the trailer, fsync, and return the segment's SHA-256 (hex) and the file's size.
-    pub fn finish(mut self) -> io::Result<(String, u64)> {
-        let mut tail = vec![TAG_END];
+    /// `complete`: the flush deleted every matching key it found (else it stopped before).
+    pub fn finish(mut self, complete: bool) -> io::Result<(String, u64)> {
+        let mut tail = vec![if complete { TAG_END } else { TAG_STOPPED }];
         tail.extend_from_slice(&self.records.to_le_bytes());
         self.put(&tail)?;
         let digest = self.hasher.finalize_reset();
@@ -195,6 +199,9 @@ pub struct Scan {
     pub problem: Option<Problem>,
     /// SHA-256 of each complete segment, in order.
     pub checksums: Vec<String>,
+    /// Whether the last segment's flush deleted every matching key it found: only then are the
+    /// matching keys in Redis now all written after the flush.
+    pub last_complete: bool,
 }
 
 /// Check every segment: structure, and the SHA-256 of the complete ones. Reads the file once
@@ -202,11 +209,15 @@ pub struct Scan {
 pub fn scan_file(file: &mut File, len: u64) -> io::Result<Scan> {
     file.seek(SeekFrom::Start(0))?;
     let mut reader = Reader::new(BufReader::with_capacity(1 << 20, &mut *file), len);
-    let mut scan = Scan { restorable: 0, problem: None, checksums: Vec::new() };
+    let mut scan =
+        Scan { restorable: 0, problem: None, checksums: Vec::new(), last_complete: false };
     loop {
         match reader.next_item(false)? {
             Item::Record(_) => scan.restorable += 1,
-            Item::SegmentEnd(sum) => scan.checksums.push(sum),
+            Item::SegmentEnd { checksum, complete } => {
+                scan.checksums.push(checksum);
+                scan.last_complete = complete;
+            }
             Item::Eof => break,
             Item::Problem(p) => {
                 scan.problem = Some(p);
@@ -222,7 +233,11 @@ pub fn scan_file(file: &mut File, len: u64) -> io::Result<Scan> {
 
 pub enum Item {
     Record(Record),
-    SegmentEnd(String),
+    /// A sealed segment: its checksum, and whether its flush deleted every matching key.
+    SegmentEnd {
+        checksum: String,
+        complete: bool,
+    },
     Eof,
     Problem(Problem),
 }
@@ -299,7 +314,8 @@ impl<R: Read> Reader<R> {
         let Some(tag) = self.take(1, true)? else { return Ok(self.truncated()) };
         match tag[0] {
             TAG_RECORD => self.record(keep_values),
-            TAG_END => self.segment_end(),
+            TAG_END => self.segment_end(true),
+            TAG_STOPPED => self.segment_end(false),
             other => Ok(self.corrupt(format!("unknown record tag 0x{other:02x}"))),
         }
     }
@@ -326,7 +342,7 @@ impl<R: Read> Reader<R> {
         Ok(Item::Record(Record { key, pttl_ms: pttl as i64, dumped_at_ms, value }))
     }
 
-    fn segment_end(&mut self) -> io::Result<Item> {
+    fn segment_end(&mut self, complete: bool) -> io::Result<Item> {
         let Some(count) = self.take_u64()? else { return Ok(self.truncated()) };
         let expected = self.hasher.finalize_reset();
         if 32 > self.len - self.offset {
@@ -345,6 +361,6 @@ impl<R: Read> Reader<R> {
         if stored[..] != expected[..] {
             return Ok(self.corrupt("SHA-256 mismatch"));
         }
-        Ok(Item::SegmentEnd(hex::encode(stored)))
+        Ok(Item::SegmentEnd { checksum: hex::encode(stored), complete })
     }
 }

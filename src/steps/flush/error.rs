@@ -79,6 +79,9 @@ pub enum FlushError {
     )]
     RestoreRefused { server: String, key: String, restored: u64, detail: String },
 
+    #[error("Redis at {server} does not let {user} run what this flush needs: {}; expected the user to be allowed UNLINK, and with backup DUMP, PTTL, EXISTS and RESTORE, on the keys it flushes (for instance `ACL SETUSER {user} +restore`); {}", .missing.join(", "), progress_note(*.deleted))]
+    NotPermitted { server: String, user: String, missing: Vec<String>, deleted: u64 },
+
     #[error("Redis at {server} answered {command} with an error: {detail}; {}", progress_note(*.deleted))]
     Redis { server: String, command: &'static str, deleted: u64, detail: String },
 }
