@@ -411,6 +411,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lines_appended_out_of_order_are_sorted_and_the_last_line_of_a_run_counts() {
+        let text = format!("{HEADER}\nb\tfirst\na\tonly\nc\tx\nb\tsecond\nchanged\tc\n");
+        let (known, changed) = load(&text);
+        assert_eq!(known, [("c", "c\tx"), ("b", "b\tsecond"), ("a", "a\tonly")]);
+        assert!(changed.contains("c"));
+        let (known, _) = load("not our header\nb\tx\n");
+        assert!(known.is_empty(), "a foreign file is not read as an index");
+    }
+
+    #[test]
     fn a_summary_survives_the_index_line_whatever_its_text() {
         let when = DateTime::parse_from_rfc3339("2026-11-23T05:47:00.123Z").unwrap().to_utc();
         let s = Summary {
