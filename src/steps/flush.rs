@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use redis::Value;
@@ -167,6 +168,17 @@ pub fn flush(
     backup_file: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<FlushReport, FlushError> {
+    flush_until(spec, backup_file, progress, &crate::signals::NEVER)
+}
+
+/// [`flush`], stopping between batches once `stop` is set (a Ctrl-C or SIGTERM): never with a
+/// batch half done, so every key deleted is in the backup. A stop is `FlushError::Interrupted`.
+pub fn flush_until(
+    spec: &FlushSpec,
+    backup_file: &Path,
+    progress: &mut dyn FnMut(u64),
+    stop: &AtomicBool,
+) -> Result<FlushReport, FlushError> {
     check_spec(spec)?;
     let started = Instant::now();
     let mut link = Link::open(&spec.url, true)?;
@@ -177,7 +189,7 @@ pub fn flush(
     let size_before = std::fs::metadata(backup_file).map(|m| m.len()).unwrap_or(0);
     let writer = spec.backup.then(|| open_backup(backup_file)).transpose()?;
     let batch = if spec.batch == 0 { DEFAULT_BATCH } else { spec.batch };
-    let mut run = Deletion { link, writer, batch, matched: 0, deleted: 0, progress };
+    let mut run = Deletion { link, writer, batch, matched: 0, deleted: 0, progress, stop };
     let outcome = run.all_patterns(&spec.patterns);
     let Deletion { mut link, writer, matched, deleted, .. } = run;
     let sealed = writer.map(|w| seal(w, deleted, outcome.is_ok())).transpose();
@@ -374,6 +386,7 @@ struct Deletion<'a> {
     matched: u64,
     deleted: u64,
     progress: &'a mut dyn FnMut(u64),
+    stop: &'a AtomicBool,
 }
 
 impl Deletion<'_> {
@@ -390,6 +403,7 @@ impl Deletion<'_> {
         let mut cursor = Some(0);
         let mut checked = false;
         while cursor.is_some() || !page.is_empty() {
+            self.stop_if_asked()?;
             if let Some(key) = page.first().filter(|_| !checked) {
                 let backup = self.writer.is_some();
                 permissions::check(&mut self.link, key, backup, self.deleted)?;
@@ -463,6 +477,20 @@ impl Deletion<'_> {
         writer
             .write(key, pttl.max(-1), dumped_at_ms, value)
             .map_err(|e| backup_io(writer.path(), deleted, e))
+    }
+
+    /// Between batches: every UNLINK sent so far has its answer, and the page at hand is neither
+    /// backed up nor deleted yet, so stopping here leaves every deleted key in the backup.
+    fn stop_if_asked(&self) -> Result<(), FlushError> {
+        if !self.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(FlushError::Interrupted {
+            server: self.link.server.clone(),
+            deleted: self.deleted,
+            matched: self.matched,
+            backup_file: self.writer.as_ref().map(|w| w.path().to_path_buf()),
+        })
     }
 
     fn fail(&self, command: &'static str, err: &redis::RedisError) -> FlushError {

@@ -45,7 +45,7 @@ pub fn run_flush(
     let started = std::time::Instant::now();
     let mut progress =
         |deleted: u64| ctx.ui.set_spinner_message(format!("flushing: {deleted} keys deleted"));
-    let outcome = flush::flush(spec, backup_file, &mut progress);
+    let outcome = flush::flush_until(spec, backup_file, &mut progress, ctx.interrupt);
     let (outcome, check, details) = match outcome {
         Ok(mut report) => {
             report.patterns = recorded.to_vec();
@@ -62,6 +62,7 @@ pub fn run_flush(
             );
             (Outcome::Ok, check, serde_json::to_value(&report).ok())
         }
+        Err(e @ FlushError::Interrupted { .. }) => (Outcome::Interrupted, e.to_string(), None),
         Err(e) => (Outcome::Failed, failure_text(&e), None),
     };
     finish(ctx, started, outcome, check, details)

@@ -46,6 +46,9 @@ pub enum FlushError {
     #[error("connection to Redis at {server} lost mid-flush ({detail}): deleted {deleted} keys so far (at least); {}; re-running the step deletes what is left, a retry is safe; `runbook rollback` restores", backup_note(.backup_file))]
     ConnectionLost { server: String, deleted: u64, backup_file: Option<PathBuf>, detail: String },
 
+    #[error("interrupted: the flush stopped between batches after deleting {deleted} of the {matched} matching keys found so far; {}; the others were not touched. Rolling back restores the deleted ones; running the step again deletes the rest (a retry is safe)", interrupted_note(*.deleted, .backup_file))]
+    Interrupted { server: String, deleted: u64, matched: u64, backup_file: Option<PathBuf> },
+
     #[error(
         "connection to Redis at {server} lost mid-restore ({detail}): restored {restored} keys so far from {path}; re-running the restore is safe (it writes the same values again)"
     )]
@@ -90,6 +93,16 @@ fn backup_note(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => format!("the backup at {} holds them", p.display()),
         None => "no backup was taken (backup = false), so they cannot be restored".to_string(),
+    }
+}
+
+fn interrupted_note(deleted: u64, path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(
+            "all {deleted} are in the backup {} (each was backed up before it was deleted)",
+            p.display()
+        ),
+        None => "there is no backup of them (backup = false)".to_string(),
     }
 }
 
