@@ -167,6 +167,11 @@ impl PlannedStep {
         if let Some(note) = &self.expect.note {
             parts.push(note.clone());
         }
+        let captured: Vec<&str> =
+            self.expect.capture.iter().flat_map(|re| re.capture_names().flatten()).collect();
+        if !captured.is_empty() {
+            parts.push(format!("captures {}", captured.join(", ")));
+        }
         if let Work::Measure { fail_if, .. } = &self.work
             && !fail_if.is_empty()
         {
@@ -251,7 +256,10 @@ impl Plan {
             .collect();
         let secrets = values.iter().filter(|(_, v)| v.secret).map(|(k, _)| k.clone()).collect();
         check_defined(rb, env, &values)?;
-        let renderer = Renderer { values: &values, run_dir: &ctx.run_dir };
+        let ids: BTreeMap<String, usize> =
+            rb.steps.iter().filter_map(|s| Some((s.id.clone()?, s.number))).collect();
+        let shown_outputs = ctx.dry.then_some(&ids);
+        let renderer = Renderer { values: &values, run_dir: &ctx.run_dir, shown_outputs };
         let steps: Vec<PlannedStep> =
             rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect::<Result<_>>()?;
         refuse_flushing_everything(&steps, &step_env, ctx.dry)?;
@@ -333,7 +341,9 @@ fn check_defined(rb: &Runbook, env: Option<&str>, values: &BTreeMap<String, Valu
         let Ok(found) = crate::runbook::template::placeholders(&t.text) else { continue };
         // `{{host}}` is filled in per host (`check` allows it only in steps `on` a group).
         let known = |p: &&crate::runbook::template::Placeholder<'_>| {
-            values.contains_key(p.name) || p.name == "host"
+            values.contains_key(p.name)
+                || p.name == "host"
+                || crate::runbook::outputs::parse_ref(p.name).is_some()
         };
         if let Some(p) = found.iter().find(|p| !known(p)) {
             let here = env.map_or("without --env".to_string(), |e| format!("in environment {e}"));
@@ -604,6 +614,9 @@ impl Resolver<'_> {
 struct Renderer<'a> {
     values: &'a BTreeMap<String, Value>,
     run_dir: &'a Path,
+    /// For `plan` (nothing runs): step ids and numbers, so a step output is shown as what it
+    /// will be, `<release from step 2>`, rather than as the reference a command gets.
+    shown_outputs: Option<&'a BTreeMap<String, usize>>,
 }
 
 impl Renderer<'_> {
@@ -613,6 +626,9 @@ impl Renderer<'_> {
     /// (`ps`) or in the journal. `{{raw:name}}` splices the value as it is.
     fn shell(&self, t: &Template) -> Result<String, String> {
         shell::render(&t.text, |name| {
+            if let Some((id, output)) = crate::runbook::outputs::parse_ref(name) {
+                return Some(self.output(id, output));
+            }
             self.values.get(name).map(|v| match v.secret {
                 true => Fill::Secret(secret_env_name(name)),
                 false => Fill::Value(v.text.clone()),
@@ -659,7 +675,16 @@ impl Renderer<'_> {
             }),
         };
         let note = e.note.as_ref().map(|t| self.text(&t.text));
-        Ok(Expect { exit: e.exit, stdout, note })
+        Ok(Expect { exit: e.exit, stdout, note, capture: e.capture.clone() })
+    }
+
+    /// A step output in a command: a reference to the variable that carries it; for `plan`,
+    /// where it comes from.
+    fn output(&self, id: &str, name: &str) -> Fill {
+        match self.shown_outputs.and_then(|ids| ids.get(id)) {
+            Some(number) => Fill::Value(format!("<{name} from step {number}>")),
+            None => Fill::Secret(crate::runbook::outputs::env_name(id, name)),
+        }
     }
 
     /// For values the program uses itself (a Redis URL, a pattern, a file to watch, a cwd): a
@@ -751,7 +776,7 @@ impl Renderer<'_> {
             .map(|host| {
                 let mut values = self.values.clone();
                 values.insert("host".into(), Value { text: host.clone(), secret: false });
-                let here = Renderer { values: &values, run_dir: self.run_dir };
+                let here = Renderer { values: &values, ..*self };
                 let (work, rollback, verify_rollback) = here.step_work(s)?;
                 Ok(HostWork { host, work, rollback, verify_rollback })
             })

@@ -12,6 +12,7 @@ mod history;
 mod json;
 mod list;
 mod measure;
+mod outputs;
 mod rehearse;
 mod run;
 mod schema;

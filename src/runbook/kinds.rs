@@ -132,6 +132,16 @@ pub fn read_fail_if(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Vec<Temp
     items.into_iter().map(|(text, span)| Template { text, span }).collect()
 }
 
+/// A string or a list of strings under `key`, each with its span, as templates.
+pub fn read_fail_if_like(
+    f: &mut Fields<'_, '_>,
+    key: &str,
+    d: &mut Vec<Diagnostic>,
+) -> Vec<Template> {
+    let items = f.strings(key, d).unwrap_or_default();
+    items.into_iter().map(|(text, span)| Template { text, span }).collect()
+}
+
 /// A list of regexes; each bad one is reported at its own span. Placeholders are filled at plan
 /// time, each matching its value literally.
 fn regexes(f: &mut Fields<'_, '_>, key: &str, d: &mut Vec<Diagnostic>) -> Vec<Template> {

@@ -53,6 +53,11 @@ fn known_metrics(def: &MeasureDef) -> (Vec<String>, bool) {
     }
 }
 
+/// The metric names a measure source yields, where they can be known (not `status_<code>`).
+pub fn metric_names(def: &MeasureDef) -> Vec<String> {
+    known_metrics(def).0
+}
+
 fn yields(def: &MeasureDef, name: &str) -> bool {
     let (names, statuses) = known_metrics(def);
     names.iter().any(|n| n == name) || (statuses && is_status(name))

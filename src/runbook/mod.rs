@@ -9,6 +9,7 @@ mod hosts;
 mod kinds;
 mod measure_check;
 pub mod model;
+pub mod outputs;
 pub mod parse;
 pub mod schema;
 pub mod shell;

@@ -268,6 +268,8 @@ pub struct ExpectDef {
     /// `"text"` or `"/regex/"`, checked (with placeholders standing for any literal text).
     pub stdout: Option<Template>,
     pub note: Option<Template>,
+    /// `capture` of a shell step, compiled (see `Expect::capture`).
+    pub capture: Vec<Regex>,
 }
 
 /// What a step's result must look like, filled in for one run.
@@ -277,6 +279,9 @@ pub struct Expect {
     pub stdout: Option<OutputMatch>,
     /// The expected result in words; when it is the only expectation, the operator confirms it.
     pub note: Option<String>,
+    /// `capture` of a shell step: each pattern (multi-line: `^` and `$` are line ends) must
+    /// match its output, and its named groups become the step's outputs.
+    pub capture: Vec<Regex>,
 }
 
 /// `stdout = "text"` (a substring of one line) or `stdout = "/regex/"`.

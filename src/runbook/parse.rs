@@ -331,6 +331,12 @@ fn read_step(number: usize, mut f: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> O
         Kind::Measure => super::kinds::read_fail_if(&mut f, d),
         _ => Vec::new(),
     };
+    let mut step = step;
+    if matches!(kind, Kind::Backup | Kind::Apply | Kind::Check) {
+        let patterns = super::kinds::read_fail_if_like(&mut f, "capture", d);
+        super::outputs::check_captures(&step, &patterns, d);
+        step.expect.capture = super::outputs::compile(&patterns, d);
+    }
     let allowed: Vec<&str> = COMMON_STEP_KEYS.iter().chain(kind_keys).copied().collect();
     f.finish(&allowed, d);
     Some(Step { action: action?, fail_if, ..step })
@@ -360,7 +366,7 @@ fn read_expect(mut e: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> ExpectDef {
     let stdout = e.string("stdout", d).and_then(|(s, span)| read_output_match(s, span, d));
     let note = e.template("note", d);
     e.finish(EXPECT_KEYS, d);
-    ExpectDef { exit, stdout, note }
+    ExpectDef { exit, stdout, note, capture: Vec::new() }
 }
 
 /// `"/regex/"` is a regular expression; anything else is a substring to find in one line.
@@ -424,7 +430,7 @@ fn read_action(
 /// The keys a kind accepts beside the common ones (the JSON Schema reads them too).
 pub(crate) fn kind_keys(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Backup | Kind::Apply | Kind::Check => &["run"],
+        Kind::Backup | Kind::Apply | Kind::Check => &["run", "capture"],
         Kind::Manual => &["instructions"],
         Kind::Flush => super::kinds::FLUSH_KEYS,
         Kind::Watch => super::kinds::WATCH_KEYS,

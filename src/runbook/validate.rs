@@ -19,6 +19,7 @@ pub fn check(rb: &Runbook, d: &mut Vec<Diagnostic>) {
     check_rollbacks(rb, d);
     check_env_names(rb, d);
     super::measure_check::check(rb, d);
+    super::outputs::check(rb, d);
     check_secret_literals(rb, d);
     super::hosts::check(rb, d);
 }
@@ -127,7 +128,11 @@ fn check_variables(rb: &Runbook, d: &mut Vec<Diagnostic>) {
                 continue;
             }
         };
-        for p in found.iter().filter(|p| !names.contains(p.name)) {
+        // `{{steps.ID.NAME}}` is a step output, checked by `outputs`.
+        let unknown = |p: &&Placeholder<'_>| {
+            !names.contains(p.name) && super::outputs::parse_ref(p.name).is_none()
+        };
+        for p in found.iter().filter(unknown) {
             let span = locate(&rb.source, &t, &t.text[p.range.clone()]);
             let mut diag = Diagnostic::new(span, format!("unknown variable `{}`", p.name))
                 .expected("a variable from [vars], [env.NAME.vars] or a built-in");

@@ -20,7 +20,8 @@ pub fn run(
     ctx: &StepContext<'_>,
 ) -> Result<StepResult> {
     let mut sink =
-        OutputSink::create(ctx.log_path, ctx.masker, ctx.ui, ctx.echo, expect.stdout.as_ref())?;
+        OutputSink::create(ctx.log_path, ctx.masker, ctx.ui, ctx.echo, expect.stdout.as_ref())?
+            .capturing(&expect.capture);
     let spawn = Spawn {
         command,
         cwd: cwd.map(Path::new),
@@ -30,6 +31,7 @@ pub fn run(
     };
     let exit = ctx.runner.run(&spawn, &mut |chunk| sink.feed(chunk));
     let matched = sink.matched;
+    let captured = std::mem::take(&mut sink.captured);
     let (output_tail, log_problem) = sink.finish();
     let exit = exit?;
     let (outcome, check) = if exit.timed_out {
@@ -49,6 +51,15 @@ pub fn run(
             None => (Outcome::Ok, format!("exit {}", expect.exit)),
         }
     };
+    let (outcome, check, details) = match outcome {
+        Outcome::Ok if !expect.capture.is_empty() => {
+            match super::outputs::judge(&expect.capture, captured, &output_tail, ctx) {
+                Ok(details) => (outcome, check, Some(details)),
+                Err(why) => (Outcome::Failed, format!("{check}, but {why}"), None),
+            }
+        }
+        _ => (outcome, check, None),
+    };
     let check = match log_problem {
         Some(problem) => format!("{check}; {problem}"),
         None => check,
@@ -59,6 +70,6 @@ pub fn run(
         duration: exit.duration,
         check,
         output_tail,
-        details: None,
+        details,
     })
 }

@@ -6,6 +6,7 @@ pub mod flush;
 pub mod flush_step;
 pub mod measure;
 pub mod output;
+pub mod outputs;
 pub mod watch;
 
 use std::path::Path;
@@ -88,6 +89,10 @@ impl StepResult {
 /// values the program uses itself (URLs, patterns, paths) get their secrets here, from the step
 /// environment, at the moment of use.
 pub fn execute(work: &Work, expect: &Expect, ctx: &StepContext<'_>) -> Result<StepResult> {
+    // Step outputs the commands refer to, from the run's journal, as environment variables.
+    let env: Vec<(String, String)> =
+        ctx.env.iter().cloned().chain(outputs::env_for(work, ctx)?).collect();
+    let ctx = &StepContext { env: &env, ..*ctx };
     let x = |text: &str| secret::expand(text, ctx.env);
     let x_opt = |text: &Option<String>| text.as_deref().map(x).transpose();
     match work {

@@ -32,6 +32,10 @@ pub struct OutputSink<'a> {
     tail: VecDeque<u8>,
     pub bytes: u64,
     error: Option<std::io::Error>,
+    /// `capture` patterns, matched against each line as it ran (before masking, so an output
+    /// holding a secret is known as one); the first value of each named group is kept.
+    captures: &'a [regex::Regex],
+    pub captured: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> OutputSink<'a> {
@@ -56,7 +60,28 @@ impl<'a> OutputSink<'a> {
             tail: VecDeque::with_capacity(TAIL_BYTES),
             bytes: 0,
             error: None,
+            captures: &[],
+            captured: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// Match `captures` against every line too.
+    pub fn capturing(mut self, captures: &'a [regex::Regex]) -> OutputSink<'a> {
+        self.captures = captures;
+        self
+    }
+
+    fn capture(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        for re in self.captures {
+            let Some(caps) = re.captures(text) else { continue };
+            for name in re.capture_names().flatten() {
+                if let Some(m) = caps.name(name) {
+                    self.captured.entry(name.to_string()).or_insert_with(|| m.as_str().to_string());
+                }
+            }
+        }
     }
 
     /// Take the next piece of output.
@@ -88,6 +113,9 @@ impl<'a> OutputSink<'a> {
 
     /// One complete line (with its newline, if it had one).
     fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if !self.captures.is_empty() {
+            self.capture(line);
+        }
         let masked = self.masker.mask_bytes(line);
         if let Some(m) = self.matcher
             && !self.matched
