@@ -24,7 +24,7 @@ title = "Switch to the new release"
 kind = "apply"
 run = "printf 'release: %s\n' v42 > {{runbook_dir}}/current && echo from {{steps.current.release}}"
 rollback = "printf 'release: %s\n' {{steps.current.release}} > {{runbook_dir}}/current"
-verify_rollback = "grep -qxF \"release: \"{{steps.current.release}} {{runbook_dir}}/current"
+verify_rollback = "grep -qxF 'release: {{steps.current.release}}' {{runbook_dir}}/current"
 "#;
 
 #[test]
@@ -38,7 +38,7 @@ fn a_captured_value_reaches_later_commands_and_rollbacks_as_one_word() {
     );
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     assert!(out.stdout.contains(&format!("from {hostile}")), "{out:?}");
-    assert!(out.stderr.contains("verify_rollback passed"), "{out:?}");
+    assert!(out.stdout.contains("verify_rollback passed"), "{out:?}");
     assert_eq!(
         t.read("current"),
         format!("release: {hostile}\n"),
@@ -74,7 +74,7 @@ fn plan_shows_where_an_output_comes_from() {
     let t = Runbook::new();
     t.file("rb.toml", RELEASE);
     let out = t.run(&["plan", "rb.toml"]).success();
-    assert!(out.stdout.contains("echo from <release from step 1>"), "{out:?}");
+    assert!(out.stdout.contains("echo from '<release from step 1>'"), "{out:?}");
     assert!(out.stdout.contains("captures release"), "{out:?}");
 }
 
@@ -85,10 +85,10 @@ fn a_capture_that_matches_nothing_fails_the_step_with_the_pattern_and_the_last_l
     t.file("rb.toml", RELEASE);
     let out = t.run(&["run", "rb.toml", "--yes"]).code(3);
     assert!(
-        out.stderr.contains("exit 0, but capture `^release: (?P<release>.+)$` matched no line of the output, so `release` has no value; the output ends with:\nversion v41\nall good"),
+        out.stdout.contains("exit 0, but capture `^release: (?P<release>.+)$` matched no line of the output, so `release` has no value; the output ends with:\nversion v41\nall good"),
         "{out:?}"
     );
-    assert!(!out.stderr.contains("Switch to the new release\n"), "step 2 never ran: {out:?}");
+    assert!(!out.stdout.contains("Switch to the new release\n"), "step 2 never ran: {out:?}");
     assert_eq!(t.read("current"), "version v41\nall good\n");
 }
 
