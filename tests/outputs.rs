@@ -69,6 +69,32 @@ fn rollback_of_a_past_run_uses_the_value_captured_then() {
     assert_eq!(t.read("current"), "release: v41\n");
 }
 
+/// How many journal events a run of RELEASE writes up to step 1's result, from a run of its own.
+fn events_through_step_1() -> u32 {
+    let t = Runbook::new();
+    t.file("current", "release: v41\n");
+    t.file("rb.toml", RELEASE);
+    t.run(&["run", "rb.toml", "--yes"]).success();
+    let events = t.journal();
+    let at = events.iter().position(|e| e["event"] == "step_finished" && e["step"] == 1);
+    at.expect("step 1 finished") as u32 + 1
+}
+
+#[test]
+fn a_resume_after_a_crash_uses_the_value_captured_before_it() {
+    let t = Runbook::new();
+    t.file("current", "release: v41\n");
+    t.file("rb.toml", RELEASE);
+    // Killed once step 1's result (and its output) is on disk; by the resume the file has
+    // changed, and step 2 must still see the release captured before the crash.
+    let after = events_through_step_1();
+    t.crash_after(after, &["run", "rb.toml", "--yes"]);
+    t.file("current", "release: v99\n");
+    let out = t.run(&["resume", "last", "--yes"]).success();
+    assert!(out.stdout.contains("from v41"), "{out:?}");
+    assert!(!out.stdout.contains("from v99"), "{out:?}");
+}
+
 #[test]
 fn plan_shows_where_an_output_comes_from() {
     let t = Runbook::new();
