@@ -263,11 +263,6 @@ impl Plan {
         let steps: Vec<PlannedStep> =
             rb.steps.iter().map(|s| renderer.step(rb, s, env)).collect::<Result<_>>()?;
         refuse_flushing_everything(&steps, &step_env, ctx.dry)?;
-        if !ctx.dry && steps.iter().any(|s| s.on.is_some() && s.excluded.is_none()) {
-            bail!(
-                "this runbook has steps `on` host groups, which `plan` and `check` understand but this version cannot run yet (nothing was run)"
-            );
-        }
         let ssh = renderer.ssh(&rb.ssh);
         let lock_redis = rb.lock_redis.as_ref().map(|t| renderer.concrete(t));
         let store_redis = rb.store_redis.as_ref().map(|t| renderer.concrete(t));

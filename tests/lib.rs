@@ -31,6 +31,7 @@ mod fleet;
 mod flush;
 mod flush_run;
 mod hosts;
+mod hosts_run;
 mod process;
 mod prompts;
 mod report;

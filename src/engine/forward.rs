@@ -57,10 +57,19 @@ impl Engine<'_> {
 
     /// The steps of `range`, one after the other, until one stops the run.
     pub(super) fn forward(&mut self, range: Range<usize>) -> Result<Next> {
-        for idx in range {
-            if let Next::Stop(end) = self.step(idx)? {
+        let mut idx = range.start;
+        while idx < range.end {
+            let step = &self.plan().steps[idx];
+            // Steps `on` a group run as a block over its hosts (see `hosts`).
+            let (next, after) = if step.on.is_some() && step.excluded.is_none() {
+                self.hosts_block(idx, range.end)?
+            } else {
+                (self.step(idx)?, idx + 1)
+            };
+            if let Next::Stop(end) = next {
                 return Ok(Next::Stop(end));
             }
+            idx = after;
         }
         Ok(Next::Continue)
     }

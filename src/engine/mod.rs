@@ -8,6 +8,7 @@
 //! which started last, first), with the commands recorded when the step started.
 
 mod forward;
+mod hosts;
 pub mod leftovers;
 pub mod operator;
 mod resume;
@@ -83,6 +84,9 @@ pub struct Engine<'a> {
     /// A step was skipped, or the run crashed in a rehearsal: a rehearsal with a gap does not
     /// pass.
     incomplete: bool,
+    /// The ssh masters of the hosts this run reached, opened on first use and closed when the
+    /// engine is dropped.
+    hosts: Option<crate::fleet::Fleet>,
 }
 
 impl<'a> Engine<'a> {
@@ -90,7 +94,18 @@ impl<'a> Engine<'a> {
     /// `run_started`).
     pub fn new(plan: Option<&'a Plan>, state: RunState, parts: Parts<'a>) -> Engine<'a> {
         let Parts { journal, ui, operator, runner, env, masker } = parts;
-        Engine { plan, state, journal, ui, operator, runner, env, masker, incomplete: false }
+        Engine {
+            plan,
+            state,
+            journal,
+            ui,
+            operator,
+            runner,
+            env,
+            masker,
+            incomplete: false,
+            hosts: None,
+        }
     }
 
     /// The run's state as the journal now says.

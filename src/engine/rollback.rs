@@ -40,7 +40,7 @@ impl Engine<'_> {
                 verify: s.verify.clone(),
             });
         }
-        order
+        self.host_order(order)
     }
 
     /// `runbook rollback RUN`: confirm, then undo what the run left applied.
@@ -135,7 +135,10 @@ impl Engine<'_> {
     }
 
     fn rollback_one(&mut self, undo: &Undo, work: &Work, reason: &str) -> Result<bool> {
-        let log = Self::log_name(undo.step, "rollback");
+        let log = match undo.target.as_str() {
+            crate::runner::LOCAL => Self::log_name(undo.step, "rollback"),
+            host => crate::fleet::log_name(undo.step, host, "rollback"),
+        };
         self.record(Event::RollbackStarted {
             step: undo.step,
             target: undo.target.clone(),
@@ -147,17 +150,24 @@ impl Engine<'_> {
         let title = self.state.step_title(undo.step).to_string();
         self.say(&format!("  ↩ step {} {title}: {}", undo.step, self.masker.mask(&work.summary())));
         let label = format!("rollback of step {}", undo.step);
-        let log = self.run_dir().join(log);
-        let mut result = self.run_to_the_end(undo.step, work, &log, &label);
+        let mut result = self.undo_on(undo, work, "rollback", &label);
         if result.outcome == Outcome::Ok
             && let Some(verify) = &undo.verify
         {
-            let log = self.run_dir().join(Self::log_name(undo.step, "verify"));
             let label = format!("verifying the rollback of step {}", undo.step);
-            let check = self.run_to_the_end(undo.step, verify, &log, &label);
+            let check = self.undo_on(undo, verify, "verify", &label);
             result.add_verification(check);
         }
         self.record_rollback(undo, &result)
+    }
+
+    /// A rollback or its verification, where the step ran: here, or over ssh on its host.
+    fn undo_on(&mut self, undo: &Undo, work: &Work, what: &str, label: &str) -> StepResult {
+        if undo.target != crate::runner::LOCAL {
+            return self.run_on_host(&undo.target, undo.step, work, what);
+        }
+        let log = self.run_dir().join(Self::log_name(undo.step, what));
+        self.run_to_the_end(undo.step, work, &log, label)
     }
 
     /// A rollback or its verification: expects exit 0 and is not cut short by Ctrl-C.

@@ -136,6 +136,27 @@ pub enum Event {
     DamageAccepted {
         lines: Vec<usize>,
     },
+    /// Steps `on` a group start rolling out over its hosts: how (so `rollback RUN` reaches
+    /// them the same way) and in which batches.
+    RolloutStarted {
+        group: String,
+        steps: Vec<usize>,
+        batches: Vec<Vec<String>>,
+        /// Failed hosts the whole run may have.
+        budget: usize,
+        /// `[ssh] config`, passed as `ssh -F`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssh_config: Option<String>,
+        connect_timeout_ms: u64,
+        keepalive_ms: u64,
+        rollback: crate::runbook::model::RollbackScope,
+    },
+    /// A host could not be reached (nothing ran there); it counts as a failed host.
+    HostUnreachable {
+        step: usize,
+        target: String,
+        reason: String,
+    },
     /// A crash had torn the last line while it was being written; it was cut off before this
     /// event (an event that never reached the disk whole never let its step go on).
     TornTailDropped {

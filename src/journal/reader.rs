@@ -446,7 +446,9 @@ impl RunState {
             | Event::LockTaken { .. }
             | Event::DamageAccepted { .. }
             | Event::GatedRehearsal { .. }
-            | Event::TornTailDropped { .. } => {}
+            | Event::TornTailDropped { .. }
+            | Event::RolloutStarted { .. }
+            | Event::HostUnreachable { .. } => {}
         }
     }
 
