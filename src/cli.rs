@@ -125,6 +125,10 @@ Examples:
         /// Go on although lines in the middle of the journal cannot be read (recorded)
         #[arg(long)]
         accept_damaged_journal: bool,
+        /// Retry only the hosts that failed (steps `on` hosts): each goes on from the step it
+        /// failed at; hosts that finished are not run again, nor are the steps run here
+        #[arg(long, conflicts_with = "from")]
+        failed_hosts: bool,
     },
     /// List past runs, newest first
     #[command(after_help = "\

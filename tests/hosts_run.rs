@@ -220,3 +220,48 @@ fn command_lines() -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn kill_9_mid_batch_then_resume_goes_on_per_host() {
+    let hosts = Fleet::start(3);
+    let rb = Runbook::new();
+    runbook(&rb, &hosts, "serial = [1, 2]\nconcurrency = 1", &two_steps(&[]));
+    rb.crash_after(9, &["run", "rb.toml", "--env", "test", "--yes"]);
+    let id = rb.last_run_id();
+    let out = rb.run(&["resume", &id, "--yes"]).success();
+    assert!(out.stderr.contains("going on per host"), "{}", out.stderr);
+    let started = where_(&rb.journal(), "step_started");
+    // h1 had finished its block: it does not run again; h2's step in flight runs again.
+    assert_eq!(started.iter().filter(|s| s.ends_with("@h1")).count(), 2, "{started:?}");
+    assert_eq!(started.iter().filter(|s| *s == "2@h2").count(), 2, "{started:?}");
+    assert!(started.contains(&"3@h3".to_string()), "{started:?}");
+    assert_eq!(marks(&rb).len(), 7, "{:?}", marks(&rb));
+}
+
+#[test]
+fn resume_failed_hosts_retries_only_the_failed_hosts_from_their_failed_step() {
+    let hosts = Fleet::start(3);
+    let rb = Runbook::new();
+    let gate = rb.path().join("gate");
+    std::fs::create_dir_all(gate.join("h2")).unwrap();
+    // Step two fails on a host while the gate holds a folder named after it.
+    let steps = two_steps(&[]).replace(
+        "touch {{marks}}/{{host}}.2",
+        &format!("test ! -e {}/{{{{host}}}} && touch {{{{marks}}}}/{{{{host}}}}.2", gate.display()),
+    );
+    runbook(&rb, &hosts, "serial = [\"100%\"]\nmax_fail = 1", &steps);
+    let out = run(&rb).success();
+    assert!(out.stderr.contains("1 failed over the run (h2)"), "{}", out.stderr);
+    let id = rb.last_run_id();
+    std::fs::remove_dir(gate.join("h2")).unwrap();
+    let out = rb.run(&["resume", &id, "--failed-hosts", "--yes"]).success();
+    assert!(out.stderr.contains("Retrying the failed hosts of run"), "{}", out.stderr);
+    let started = where_(&rb.journal(), "step_started");
+    assert_eq!(started.iter().filter(|s| *s == "3@h2").count(), 2, "{started:?}");
+    assert_eq!(started.iter().filter(|s| *s == "2@h2").count(), 1, "{started:?}");
+    assert_eq!(started.iter().filter(|s| *s == "1@local").count(), 1, "{started:?}");
+    assert_eq!(started.iter().filter(|s| s.ends_with("@h1")).count(), 2, "{started:?}");
+    assert!(marks(&rb).contains(&"h2.2".to_string()), "{:?}", marks(&rb));
+    let again = rb.run(&["resume", &id, "--failed-hosts", "--yes"]);
+    assert!(again.stderr.contains("has no failed hosts to retry"), "{again:?}");
+}

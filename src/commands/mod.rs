@@ -37,8 +37,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Plan { file, target, json } => plan::run(&file, &target, json),
         Command::Run(args) => run::run(&args, &store),
         Command::Rehearse(args) => run::rehearse(&args, &store),
-        Command::Resume { run, yes, from, accept_damaged_journal } => {
-            resume::run(&store, &run, yes, from.as_deref(), accept_damaged_journal)
+        Command::Resume { run, yes, from, accept_damaged_journal, failed_hosts } => {
+            let how = resume::How { from: from.as_deref(), accept_damaged_journal, failed_hosts };
+            resume::run(&store, &run, yes, how)
         }
         Command::History(args) => history::history(&store, &args),
         Command::Show { run, json } => history::show(&store, &run, json),

@@ -16,13 +16,15 @@ use crate::runner::Local;
 use crate::session::{Session, Team};
 use crate::ui::Ui;
 
-pub fn run(
-    store: &Store,
-    wanted: &str,
-    yes: bool,
-    from: Option<&str>,
-    accept_damage: bool,
-) -> Result<i32> {
+/// How to go on: `--from`, `--accept-damaged-journal`, `--failed-hosts`.
+pub struct How<'a> {
+    pub from: Option<&'a str>,
+    pub accept_damaged_journal: bool,
+    pub failed_hosts: bool,
+}
+
+pub fn run(store: &Store, wanted: &str, yes: bool, how: How<'_>) -> Result<i32> {
+    let (from, accept_damage) = (how.from, how.accept_damaged_journal);
     let dir = store.find_dir(wanted)?;
     let started = reader::read_started(&dir)?;
     need_terminal_or_yes(yes, "ask how to resume (--yes runs the in-flight step again)")?;
@@ -44,7 +46,7 @@ pub fn run(
         masker: plan.masker.clone(),
     };
     let mut engine = Engine::new(Some(&plan), session.state, parts);
-    let end = engine.resume(from)?;
+    let end = if how.failed_hosts { engine.resume_failed_hosts()? } else { engine.resume(from)? };
     summarize(&ui, engine.state(), end);
     Ok(end.code)
 }

@@ -94,9 +94,72 @@ impl Engine<'_> {
             Answer::Interrupted => return Ok((Next::Stop(self.interrupted(None)?), after)),
             Answer::Chose(_) => return Ok((Next::Stop(self.abort(first)?), after)),
         }
-        let total = all_hosts(&all).len();
-        let outcome = self.roll_out(plan, &block, plan.rollout.budget(total))?;
-        Ok((self.after_rollout(plan, &block, &outcome, total)?, after))
+        Ok((self.run_hosts(plan, &block, false)?, after))
+    }
+
+    /// Roll a block out and apply the budget's verdict. `retry`: the failed hosts' second
+    /// chance (`resume --failed-hosts`): they are not left out, and their earlier failures do not
+    /// count against the budget again.
+    fn run_hosts(&mut self, plan: &Plan, block: &Block, retry: bool) -> Result<Next> {
+        let total = all_hosts(&blocks(&plan.steps)).len();
+        let outcome = self.roll_out(plan, block, plan.rollout.budget(total), retry)?;
+        self.after_rollout(plan, block, &outcome, total)
+    }
+
+    /// `runbook resume RUN --failed-hosts`: every block again, on the hosts that failed only,
+    /// each from the step it failed at. Steps that run here are not run again.
+    pub fn resume_failed_hosts(&mut self) -> Result<super::RunEnd> {
+        let failed = host_table(&self.state.records).failed;
+        let id = self.state.id.clone();
+        if failed.is_empty() {
+            return Err(crate::Refused(format!("run {id} has no failed hosts to retry")).into());
+        }
+        if self.state.rolling_back {
+            return Err(crate::Refused(format!(
+                "run {id} was rolled back (or is rolling back); its failed hosts are not retried. `runbook resume {id}` finishes a rollback"
+            ))
+            .into());
+        }
+        self.say(&format!("Retrying the failed hosts of run {id}: {}", failed.join(", ")));
+        self.record_takeover("resume", None)?;
+        let plan = self.plan();
+        for mut block in blocks(&plan.steps) {
+            block.hosts.retain(|h| failed.contains(h));
+            if block.hosts.is_empty() {
+                continue;
+            }
+            self.show_block(plan, &block);
+            if let Next::Stop(end) = self.run_hosts(plan, &block, true)? {
+                return self.finish(end);
+            }
+        }
+        self.finish(super::RunEnd::SUCCEEDED)
+    }
+
+    /// Whether the step at `idx` runs on hosts.
+    pub(super) fn on_hosts(&self, idx: usize) -> bool {
+        self.plan.and_then(|p| p.steps.get(idx)).is_some_and(|s| s.on.is_some())
+    }
+
+    /// A run stopped inside a block of host steps: the block goes on from its start, per host.
+    /// A host whose step was in flight runs that step again; a host that finished a step does not
+    /// run it again; a host that failed stays failed (`resume --failed-hosts` retries those).
+    pub(super) fn resume_hosts(&mut self, idx: usize, end: usize) -> Result<Next> {
+        let plan = self.plan();
+        let start = blocks(&plan.steps)
+            .into_iter()
+            .find(|b| b.steps.contains(&idx))
+            .and_then(|b| b.steps.first().copied())
+            .unwrap_or(idx);
+        let table = host_table(&self.state.records);
+        let done: BTreeSet<&str> = table.ok.iter().map(|(_, h)| h.as_str()).collect();
+        self.say(&format!(
+            "  step {} stopped on hosts; going on per host ({} hosts had finished a step, {} failed)",
+            plan.steps[idx].number,
+            done.len(),
+            table.failed.len()
+        ));
+        self.forward(start..end)
     }
 
     fn show_block(&self, plan: &Plan, block: &Block) {
@@ -118,7 +181,13 @@ impl Engine<'_> {
     }
 
     /// Journal the rollout's shape, then run it, journalling every report as it comes.
-    fn roll_out(&mut self, plan: &Plan, block: &Block, budget: usize) -> Result<BlockOutcome> {
+    fn roll_out(
+        &mut self,
+        plan: &Plan,
+        block: &Block,
+        budget: usize,
+        retry: bool,
+    ) -> Result<BlockOutcome> {
         let table = host_table(&self.state.records);
         let batches: Vec<Vec<String>> =
             plan.rollout.batches(&block.hosts).iter().map(|b| b.to_vec()).collect();
@@ -140,7 +209,8 @@ impl Engine<'_> {
             .flat_map(|i| block.hosts.iter().map(move |h| (*i, h.clone())))
             .filter(|(i, h)| table.ok.contains(&(plan.steps[*i].number, h.clone())))
             .collect();
-        let skip: BTreeSet<String> = table.failed.iter().cloned().collect();
+        let skip: BTreeSet<String> =
+            if retry { BTreeSet::new() } else { table.failed.iter().cloned().collect() };
         let env = self.env.clone();
         let run = BlockRun {
             plan,
