@@ -446,3 +446,66 @@ impl Live {
         }
     }
 }
+
+/// The note's host-by-step table: each host (in the order it first appears) and, for each step
+/// that ran on hosts, where that step stands on that host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostGrid {
+    /// Step numbers, in order.
+    pub steps: Vec<usize>,
+    /// Each host with one cell per step: `ok`, `FAILED`, `rolled back`, `unreachable`, ... or
+    /// empty when the step never ran there.
+    pub rows: Vec<(String, Vec<String>)>,
+}
+
+/// The host-by-step table from a run's events alone.
+pub fn host_grid(records: &[crate::journal::Record]) -> HostGrid {
+    use crate::journal::Event;
+    let mut cells: BTreeMap<(String, usize), String> = BTreeMap::new();
+    let mut hosts: Vec<String> = Vec::new();
+    let mut steps: BTreeSet<usize> = BTreeSet::new();
+    let mut mark = |host: &str, step: usize, what: String| {
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_string());
+        }
+        steps.insert(step);
+        cells.insert((host.to_string(), step), what);
+    };
+    for r in records {
+        match &r.event {
+            Event::StepStarted { step, target, .. } if target != crate::runner::LOCAL => {
+                mark(target, *step, "in flight".into());
+            }
+            Event::StepFinished { step, target, outcome, .. } if target != crate::runner::LOCAL => {
+                mark(target, *step, outcome_word(*outcome).into());
+            }
+            Event::RollbackFinished { step, target, ok, .. } if target != crate::runner::LOCAL => {
+                mark(target, *step, if *ok { "rolled back" } else { "ROLLBACK FAILED" }.into());
+            }
+            Event::HostUnreachable { step, target, .. } => {
+                mark(target, *step, "unreachable".into())
+            }
+            _ => {}
+        }
+    }
+    let steps: Vec<usize> = steps.into_iter().collect();
+    let rows = hosts
+        .into_iter()
+        .map(|h| {
+            let row =
+                steps.iter().map(|s| cells.get(&(h.clone(), *s)).cloned().unwrap_or_default());
+            let row = row.collect();
+            (h, row)
+        })
+        .collect();
+    HostGrid { steps, rows }
+}
+
+fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "FAILED",
+        Outcome::TimedOut => "TIMED OUT",
+        Outcome::Interrupted => "interrupted",
+    }
+}

@@ -49,6 +49,8 @@ pub struct Note {
     pub undo: Undo,
     /// Steps whose last attempt failed or timed out, in step order: what the note leads with.
     pub failed_steps: Vec<FailedStep>,
+    /// Steps on hosts: where each step stands on each host.
+    pub hosts: crate::fleet::HostGrid,
 }
 
 /// A step that failed, as the head of the note tells it.
@@ -339,6 +341,7 @@ impl Note {
             measured_once: measured_once(&measurements(run)),
             undo: undo(run),
             failed_steps: Vec::new(),
+            hosts: crate::fleet::host_grid(&run.records),
         }
         .with_failed_steps()
     }

@@ -140,6 +140,12 @@ fn a_budget_exceeded_rolls_back_every_touched_host_in_reverse_batch_order() {
     // Batch 2 (h2 then h3, one at a time) is undone before the canary h1, each host newest first.
     assert_eq!(rolled, ["3@h3", "2@h3", "3@h2", "2@h2", "3@h1", "2@h1", "1@local"]);
     assert!(marks(&rb).is_empty(), "{:?}", marks(&rb));
+    let id = rb.last_run_id();
+    let note = rb.run(&["report", &id]).success().stdout;
+    assert!(
+        note.contains("## Hosts\n\n| Host | 2. one | 3. two |\n|---|---|---|\n| h1 | rolled back | rolled back |\n| h2 | rolled back | rolled back |\n| h3 | rolled back | rolled back |\n\n"),
+        "{note}"
+    );
 }
 
 #[test]

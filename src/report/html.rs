@@ -95,6 +95,7 @@ pub fn render(note: &Note) -> String {
     undo(&mut out, note);
     metrics(&mut out, note);
     timeline(&mut out, note);
+    hosts(&mut out, note);
     rollbacks(&mut out, note);
     prompts(&mut out, note);
     backups(&mut out, note);
@@ -344,6 +345,31 @@ fn step_card(out: &mut String, s: &StepNote, longest: u64) {
         );
     }
     out.push_str("</li>\n");
+}
+
+/// Steps on hosts: a row per host, a column per step.
+fn hosts(out: &mut String, n: &Note) {
+    let grid = &n.hosts;
+    if grid.rows.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"hosts\">\n<h2>Hosts</h2>\n<table>\n<thead><tr><th>Host</th>");
+    for step in &grid.steps {
+        let title = n.steps.iter().find(|s| s.number == *step).map_or("", |s| s.title.as_str());
+        let _ = write!(out, "<th>{step}. {}</th>", escape(title));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for (host, cells) in &grid.rows {
+        let _ = write!(out, "<tr><td>{}</td>", escape(host));
+        for c in cells {
+            let tone =
+                if c.chars().any(|ch| ch.is_ascii_uppercase()) { " class=\"bad\"" } else { "" };
+            let shown = if c.is_empty() { "-" } else { c.as_str() };
+            let _ = write!(out, "<td{tone}>{}</td>", escape(shown));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
 fn rollbacks(out: &mut String, n: &Note) {

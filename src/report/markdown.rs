@@ -11,6 +11,7 @@ pub fn render(note: &Note) -> String {
     undo(&mut out, note);
     metrics(&mut out, note);
     steps(&mut out, note);
+    hosts(&mut out, note);
     rollbacks(&mut out, note);
     prompts(&mut out, note);
     backups(&mut out, note);
@@ -170,6 +171,30 @@ fn steps(out: &mut String, n: &Note) {
     for s in &n.steps {
         step_detail(out, s);
     }
+}
+
+/// Steps on hosts: a row per host, a column per step.
+fn hosts(out: &mut String, n: &Note) {
+    let grid = &n.hosts;
+    if grid.rows.is_empty() {
+        return;
+    }
+    out.push_str("## Hosts\n\n| Host |");
+    for step in &grid.steps {
+        let title = n.steps.iter().find(|s| s.number == *step).map_or("", |s| s.title.as_str());
+        let _ = write!(out, " {step}. {} |", cell(title));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(grid.steps.len()));
+    out.push('\n');
+    for (host, cells) in &grid.rows {
+        let _ = write!(out, "| {} |", cell(host));
+        for c in cells {
+            let _ = write!(out, " {} |", if c.is_empty() { "-" } else { c.as_str() });
+        }
+        out.push('\n');
+    }
+    out.push('\n');
 }
 
 fn step_detail(out: &mut String, s: &super::StepNote) {
