@@ -79,12 +79,18 @@ fn plan_shows_the_hosts_the_batches_and_the_budget() {
 }
 
 #[test]
-fn a_run_with_steps_on_hosts_is_refused_until_the_engine_runs_them() {
+fn a_watch_step_on_hosts_is_refused_until_watch_runs_through_the_runner() {
     let t = Runbook::new();
-    t.file("rb.toml", HOSTS);
-    let out = t.run(&["run", "rb.toml", "--env", "production", "--yes"]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("cannot run yet (nothing was run)"), "{out:?}");
+    let watch = "\n[[step]]\ntitle = \"Watch\"\nkind = \"watch\"\non = \"web\"\nfile = \"/var/log/app.log\"\nfor = \"1s\"\n";
+    t.file("rb.toml", &format!("{HOSTS}{watch}"));
+    let out = t.run(&["check", "rb.toml"]).code(2);
+    assert!(
+        out.stderr.contains(
+            "step 4 cannot run `on` hosts: a watch step reads its file or command on this machine"
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
