@@ -480,6 +480,16 @@ impl Engine<'_> {
     }
 }
 
+impl Undo {
+    /// The step as shown in lists: `3`, or `3 on web-1` for a step that ran on a host.
+    pub(super) fn label(&self) -> String {
+        match self.target.as_str() {
+            LOCAL => self.step.to_string(),
+            host => format!("{} on {host}", self.step),
+        }
+    }
+}
+
 /// A run of host undos, regrouped: hosts in reverse order of first appearance (the list is newest
 /// first, so the host that started last comes first), each host's steps newest first.
 fn regroup(run: Vec<Undo>) -> Vec<Undo> {

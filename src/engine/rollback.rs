@@ -61,7 +61,7 @@ impl Engine<'_> {
         self.settle_leftovers()?;
         self.show_state();
         let steps: Vec<String> =
-            order.iter().filter(|u| u.work.is_some()).map(|u| u.step.to_string()).collect();
+            order.iter().filter(|u| u.work.is_some()).map(Undo::label).collect();
         let q = Question {
             text: &format!("Roll back steps {}, in that order?", steps.join(", ")),
             choices: &[YES, NO],
@@ -148,7 +148,11 @@ impl Engine<'_> {
         })?;
         self.sync()?;
         let title = self.state.step_title(undo.step).to_string();
-        self.say(&format!("  ↩ step {} {title}: {}", undo.step, self.masker.mask(&work.summary())));
+        self.say(&format!(
+            "  ↩ step {} {title}: {}",
+            undo.label(),
+            self.masker.mask(&work.summary())
+        ));
         let label = format!("rollback of step {}", undo.step);
         let mut result = self.undo_on(undo, work, "rollback", &label);
         if result.outcome == Outcome::Ok
@@ -199,7 +203,7 @@ impl Engine<'_> {
         } else {
             self.ui.bad("  ✗ ROLLBACK FAILED")
         };
-        self.say(&format!("{mark} step {} ({check})", undo.step));
+        self.say(&format!("{mark} step {} ({check})", undo.label()));
         Ok(ok)
     }
 
@@ -234,7 +238,7 @@ impl Engine<'_> {
                 Some(w) => format!("undo by hand with: {}", self.masker.mask(&w.summary())),
                 None => "it has no rollback".to_string(),
             };
-            self.say(&format!("  step {} {title}: {how}", undo.step));
+            self.say(&format!("  step {} {title}: {how}", undo.label()));
         }
         self.say(&format!(
             "  when fixed, `runbook rollback {}` retries the rollback from there",

@@ -61,7 +61,7 @@ impl Engine<'_> {
             self.say("  Applied now: nothing (no step that ran changed anything).");
             return;
         }
-        let mut numbers: Vec<String> = order.iter().map(|u| u.step.to_string()).collect();
+        let mut numbers: Vec<String> = order.iter().map(super::rollback::Undo::label).collect();
         numbers.reverse();
         self.say(&format!("  Applied now: steps {}.", numbers.join(", ")));
         self.say("  A rollback would run, in this order:");
@@ -74,7 +74,7 @@ impl Engine<'_> {
                     format!("(stays: {})", why.unwrap_or_else(|| "no rollback".into()))
                 }
             };
-            self.say(&format!("    {:>3}. {title}  {what}", undo.step));
+            self.say(&format!("    {:>3}. {title}  {what}", undo.label()));
         }
     }
 
