@@ -32,6 +32,7 @@ bench: build
     bench/flush/run.sh
     bench/watch/run.sh
     bench/history/run.sh
+    bench/ssh/run.sh
 
 # Engine overhead per step and memory while a step prints 1 GiB
 bench-engine: build
@@ -40,6 +41,10 @@ bench-engine: build
 # Flush throughput against redis-cli --scan | xargs redis-cli unlink
 bench-flush: build
     bench/flush/run.sh
+
+# Steps on 20 sshd hosts against bare `ssh -S master true` and Ansible; memory 5 vs 100 hosts (root)
+bench-ssh: build
+    bench/ssh/run.sh
 
 # Watch matching throughput against grep -c -E on a 1 GiB log
 bench-watch: build
