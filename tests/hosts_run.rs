@@ -271,3 +271,80 @@ fn resume_failed_hosts_retries_only_the_failed_hosts_from_their_failed_step() {
     let again = rb.run(&["resume", &id, "--failed-hosts", "--yes"]);
     assert!(again.stderr.contains("has no failed hosts to retry"), "{again:?}");
 }
+
+/// Wait until `path` exists (a step has started somewhere).
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_link_that_drops_mid_run_fails_that_host_and_the_others_go_on() {
+    let hosts = Fleet::start(3);
+    if hosts.mode == crate::support::sshd::Mode::Loopback {
+        eprintln!("skipped: a link can only be dropped between network namespaces");
+        return;
+    }
+    let rb = Runbook::new();
+    let steps = "[[step]]\ntitle = \"slow\"\nkind = \"apply\"\non = \"web\"\n\
+         run = \"touch {{marks}}/{{host}}.1; sleep 3\"\nrollback = \"rm -f {{marks}}/{{host}}.1\"\n";
+    runbook(&rb, &hosts, "serial = [\"100%\"]\nmax_fail = 1", steps);
+    let child = rb
+        .command(&["run", "rb.toml", "--env", "test", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&rb.path().join("marks/h2.1"));
+    hosts.link_down(1);
+    let out = child.wait_with_output().unwrap();
+    hosts.link_up(1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("1 failed over the run (h2)"), "{stderr}");
+    let journal = rb.journal();
+    let h2 = events(&journal, "step_finished").into_iter().find(|e| e["target"] == "h2").cloned();
+    let check = h2.map(|e| e["check"].to_string()).unwrap_or_default();
+    assert!(check.contains("lost the ssh connection to h2"), "{check}");
+}
+
+#[test]
+fn ctrl_c_mid_batch_stops_every_host_and_leaves_the_run_to_resume() {
+    let hosts = Fleet::start(2);
+    let rb = Runbook::new();
+    let steps = "[[step]]\ntitle = \"long\"\nkind = \"apply\"\non = \"web\"\n\
+         run = \"sleep 300 & echo $! > {{marks}}/{{host}}.pid; wait\"\nrollback = \"rm -f {{marks}}/{{host}}.pid\"\n";
+    runbook(&rb, &hosts, "serial = [\"100%\"]", steps);
+    let child = rb
+        .command(&["run", "rb.toml", "--env", "test", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for h in ["h1", "h2"] {
+        wait_for(&rb.path().join(format!("marks/{h}.pid")));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    for h in ["h1", "h2"] {
+        let pid = std::fs::read_to_string(rb.path().join(format!("marks/{h}.pid"))).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Path::new("/proc").join(pid.trim()).exists() {
+            assert!(std::time::Instant::now() < deadline, "{h}'s step outlived Ctrl-C");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(stderr.contains("runbook resume"), "{stderr}");
+}
