@@ -61,6 +61,11 @@ fn where_(journal: &[Value], name: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the program printed: the run's record (stdout) and its errors (stderr).
+fn said(out: &crate::support::Outcome) -> String {
+    format!("{}{}", out.stdout, out.stderr)
+}
+
 fn run(rb: &Runbook) -> crate::support::Outcome {
     rb.run(&["run", "rb.toml", "--env", "test", "--yes"])
 }
@@ -71,8 +76,8 @@ fn a_five_host_rolling_run_names_each_host_in_the_journal() {
     let rb = Runbook::new();
     runbook(&rb, &hosts, "serial = [1, \"50%\"]\nconcurrency = 2", &two_steps(&[]));
     let out = run(&rb).success();
-    assert!(out.stderr.contains("batch 1/3 on web: h1"), "{}", out.stderr);
-    assert!(out.stderr.contains("batch 3/3 on web: h4, h5"), "{}", out.stderr);
+    assert!(said(&out).contains("batch 1/3 on web: h1"), "{}", said(&out));
+    assert!(said(&out).contains("batch 3/3 on web: h4, h5"), "{}", said(&out));
     let mut expected: Vec<String> = vec!["local".into()];
     for h in 1..=5 {
         expected.push(format!("h{h}.1"));
@@ -97,7 +102,7 @@ fn a_canary_failure_stops_the_rollout_and_rolls_back() {
     let rb = Runbook::new();
     runbook(&rb, &hosts, "serial = [1, \"100%\"]", &two_steps(&["h1"]));
     let out = run(&rb).code(3);
-    assert!(out.stderr.contains("over the budget of 0"), "{}", out.stderr);
+    assert!(said(&out).contains("over the budget of 0"), "{}", said(&out));
     let journal = rb.journal();
     assert!(
         !where_(&journal, "step_started").iter().any(|s| s.ends_with("@h2")),
@@ -115,9 +120,9 @@ fn a_failure_within_the_budget_goes_on_and_the_run_succeeds() {
     runbook(&rb, &hosts, "serial = [1, 3]\nmax_fail = \"25%\"", &two_steps(&["h3"]));
     let out = run(&rb).success();
     assert!(
-        out.stderr.contains("1 failed over the run (h3), the budget allows 1"),
+        said(&out).contains("1 failed over the run (h3), the budget allows 1"),
         "{}",
-        out.stderr
+        said(&out)
     );
     assert!(marks(&rb).contains(&"h4.2".to_string()));
     assert!(where_(&rb.journal(), "rollback_started").is_empty());
@@ -155,7 +160,7 @@ fn a_host_down_from_the_start_counts_as_failed() {
     let rb = Runbook::new();
     runbook(&rb, &hosts, "serial = [\"100%\"]", &two_steps(&[]));
     let out = run(&rb).code(3);
-    assert!(out.stderr.contains("h3"), "{}", out.stderr);
+    assert!(said(&out).contains("h3"), "{}", said(&out));
     let journal = rb.journal();
     let down = events(&journal, "host_unreachable");
     assert_eq!(down.len(), 1, "{journal:?}");
@@ -235,7 +240,7 @@ fn kill_9_mid_batch_then_resume_goes_on_per_host() {
     rb.crash_after(9, &["run", "rb.toml", "--env", "test", "--yes"]);
     let id = rb.last_run_id();
     let out = rb.run(&["resume", &id, "--yes"]).success();
-    assert!(out.stderr.contains("going on per host"), "{}", out.stderr);
+    assert!(said(&out).contains("going on per host"), "{}", said(&out));
     let started = where_(&rb.journal(), "step_started");
     // h1 had finished its block: it does not run again; h2's step in flight runs again.
     assert_eq!(started.iter().filter(|s| s.ends_with("@h1")).count(), 2, "{started:?}");
@@ -257,11 +262,11 @@ fn resume_failed_hosts_retries_only_the_failed_hosts_from_their_failed_step() {
     );
     runbook(&rb, &hosts, "serial = [\"100%\"]\nmax_fail = 1", &steps);
     let out = run(&rb).success();
-    assert!(out.stderr.contains("1 failed over the run (h2)"), "{}", out.stderr);
+    assert!(said(&out).contains("1 failed over the run (h2)"), "{}", said(&out));
     let id = rb.last_run_id();
     std::fs::remove_dir(gate.join("h2")).unwrap();
     let out = rb.run(&["resume", &id, "--failed-hosts", "--yes"]).success();
-    assert!(out.stderr.contains("Retrying the failed hosts of run"), "{}", out.stderr);
+    assert!(said(&out).contains("Retrying the failed hosts of run"), "{}", said(&out));
     let started = where_(&rb.journal(), "step_started");
     assert_eq!(started.iter().filter(|s| *s == "3@h2").count(), 2, "{started:?}");
     assert_eq!(started.iter().filter(|s| *s == "2@h2").count(), 1, "{started:?}");
@@ -269,7 +274,7 @@ fn resume_failed_hosts_retries_only_the_failed_hosts_from_their_failed_step() {
     assert_eq!(started.iter().filter(|s| s.ends_with("@h1")).count(), 2, "{started:?}");
     assert!(marks(&rb).contains(&"h2.2".to_string()), "{:?}", marks(&rb));
     let again = rb.run(&["resume", &id, "--failed-hosts", "--yes"]);
-    assert!(again.stderr.contains("has no failed hosts to retry"), "{again:?}");
+    assert!(said(&again).contains("has no failed hosts to retry"), "{again:?}");
 }
 
 /// Wait until `path` exists (a step has started somewhere).
@@ -302,7 +307,8 @@ fn a_link_that_drops_mid_run_fails_that_host_and_the_others_go_on() {
     hosts.link_down(1);
     let out = child.wait_with_output().unwrap();
     hosts.link_up(1);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("1 failed over the run (h2)"), "{stderr}");
     let journal = rb.journal();
@@ -336,7 +342,8 @@ fn ctrl_c_mid_batch_stops_every_host_and_leaves_the_run_to_resume() {
     let started = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     for h in ["h1", "h2"] {
         let pid = std::fs::read_to_string(rb.path().join(format!("marks/{h}.pid"))).unwrap();
