@@ -355,3 +355,15 @@ fn ctrl_c_mid_batch_stops_every_host_and_leaves_the_run_to_resume() {
     }
     assert!(stderr.contains("runbook resume"), "{stderr}");
 }
+
+#[test]
+fn a_rehearsal_runs_every_host_step_then_every_rollback_on_its_host() {
+    let hosts = Fleet::start(2);
+    let rb = Runbook::new();
+    runbook(&rb, &hosts, "serial = [1]", &two_steps(&[]));
+    let out = rb.run(&["rehearse", "rb.toml", "--env", "test", "--yes"]);
+    assert_eq!(out.code, 0, "{}", said(&out));
+    let rolled = where_(&rb.journal(), "rollback_started");
+    assert_eq!(rolled, ["3@h2", "2@h2", "3@h1", "2@h1", "1@local"]);
+    assert!(marks(&rb).is_empty(), "{:?}", marks(&rb));
+}
