@@ -367,3 +367,24 @@ fn a_rehearsal_runs_every_host_step_then_every_rollback_on_its_host() {
     assert_eq!(rolled, ["3@h2", "2@h2", "3@h1", "2@h1", "1@local"]);
     assert!(marks(&rb).is_empty(), "{:?}", marks(&rb));
 }
+
+#[test]
+fn on_a_terminal_the_block_is_asked_once_and_each_host_has_a_live_line() {
+    use rexpect::process::WaitStatus;
+    let hosts = Fleet::start(2);
+    let rb = Runbook::new();
+    runbook(&rb, &hosts, "serial = [\"100%\"]", &two_steps(&[]));
+    let cmd = rb.command(&["run", "rb.toml", "--env", "test"]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).unwrap();
+    p.exp_string("Run step 1?").unwrap();
+    p.send_line("run").unwrap();
+    p.exp_string("Run steps 2-3 on 2 hosts of web?").unwrap();
+    p.send_line("run").unwrap();
+    p.exp_string("batch 1/1 on web: h1, h2").unwrap();
+    p.exp_string("step 3 ok").unwrap();
+    p.exp_string("steps 2-3 on web: 2 hosts ok").unwrap();
+    p.exp_eof().unwrap();
+    let status = p.process().wait().unwrap();
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    assert_eq!(marks(&rb).len(), 5, "{:?}", marks(&rb));
+}
