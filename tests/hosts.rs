@@ -94,21 +94,6 @@ fn a_watch_step_on_hosts_is_refused_until_watch_runs_through_the_runner() {
 }
 
 #[test]
-fn a_watch_step_on_hosts_is_refused_until_watch_runs_through_the_runner() {
-    let t = Runbook::new();
-    let watch = "\n[[step]]\ntitle = \"Watch\"\nkind = \"watch\"\non = \"web\"\nfile = \"/var/log/app.log\"\nfor = \"1s\"\n";
-    t.file("rb.toml", &format!("{HOSTS}{watch}"));
-    let out = t.run(&["check", "rb.toml"]).code(2);
-    assert!(
-        out.stderr.contains(
-            "step 4 cannot run `on` hosts: a watch step reads its file or command on this machine"
-        ),
-        "{}",
-        out.stderr
-    );
-}
-
-#[test]
 fn bad_hosts_and_rollout_values_are_reported_at_their_place() {
     let t = Runbook::new();
     t.file(

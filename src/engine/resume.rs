@@ -51,10 +51,11 @@ impl Engine<'_> {
                 self.forward(idx..self.last())?
             }
             // Steps on hosts go on per host: those that finished are not run again.
-            (
-                None,
-                Stopped::InFlight(idx) | Stopped::Interrupted(idx) | Stopped::Failed(idx),
-            ) if self.on_hosts(idx) => self.resume_hosts(idx, self.last())?,
+            (None, Stopped::InFlight(idx) | Stopped::Interrupted(idx) | Stopped::Failed(idx))
+                if self.on_hosts(idx) =>
+            {
+                self.resume_hosts(idx, self.last())?
+            }
             (None, Stopped::InFlight(idx)) => self.in_flight(idx, "in flight")?,
             (None, Stopped::Interrupted(idx)) => self.in_flight(idx, "interrupted")?,
             (None, Stopped::Failed(idx)) => self.failed_before(idx)?,
