@@ -505,3 +505,89 @@ fn a_sigterm_during_a_flush_stops_it_between_batches_with_a_true_count() {
     t.run(&["rollback", "last", "--yes"]).success();
     assert_eq!(dbsize(&mut c), total, "the rollback restores every key");
 }
+
+/// Whether this process may mount a tmpfs (root); says so when it may not, and the test skips.
+fn may_mount() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+        .arg(dir.path())
+        .output()
+        .expect("run mount");
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs to fill ({}); the full-disk flush test needs root",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return false;
+    }
+    let _ = std::process::Command::new("umount").arg(dir.path()).status();
+    true
+}
+
+/// Issue 10 item 9, flush part: a flush that deleted and backed up 16,015 keys was journalled as
+/// "could not run ... 0ms" because its step log could not be written on a full disk, and its
+/// restore, which worked, as ROLLBACK FAILED. Here the run's `logs` folder is a full 4 KiB tmpfs
+/// (the first step mounts it and fills it): the journal and the backup still have room.
+#[test]
+fn a_flush_and_its_restore_whose_logs_meet_a_full_disk_are_recorded_as_they_ran() {
+    if !may_mount() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut c = server.client(0);
+    let _: () =
+        redis::cmd("DEBUG").arg("POPULATE").arg(3000).arg("page:upload").query(&mut c).unwrap();
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        &format!(
+            r#"[runbook]
+name = "full-logs"
+
+[[step]]
+title = "fill the logs folder"
+kind = "apply"
+run = "mount -t tmpfs -o size=4k tmpfs {{{{run_dir}}}}/logs && dd if=/dev/zero of={{{{run_dir}}}}/logs/filler bs=4k count=1 2>/dev/null; test -e {{{{run_dir}}}}/logs/filler"
+rollback = "umount -l {{{{run_dir}}}}/logs"
+
+[[step]]
+title = "flush uploads"
+kind = "flush"
+redis = "{}"
+pattern = "page:upload:*"
+
+[[step]]
+title = "a check that fails"
+kind = "check"
+run = "exit 1"
+"#,
+            server.url(0)
+        ),
+    );
+    let out = t.run(&["run", "rb.toml", "--yes"]);
+    // The rollback of step 1 unmounts it; should it not have run, this does (it is ours).
+    let logs = t.state_dir().join("runs").join(t.last_run_id()).join("logs");
+    let _ = std::process::Command::new("umount").arg("-l").arg(&logs).output();
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 3, "failed and rolled back: {printed}");
+    assert_eq!(dbsize(&mut c), 3000, "every key is back: {printed}");
+    let journal = t.journal();
+    let flushed = journal
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == 2)
+        .unwrap_or_else(|| panic!("the flush's end is journalled: {printed}"));
+    assert_eq!(flushed["outcome"], "ok", "{flushed}");
+    let check = flushed["check"].as_str().unwrap();
+    assert!(check.starts_with("deleted 3000 of 3000"), "{check}");
+    assert!(check.contains("could not be written"), "{check}");
+    assert_eq!(flushed["details"]["deleted"], 3000, "{flushed}");
+    let restored = journal
+        .iter()
+        .find(|e| e["event"] == "rollback_finished" && e["step"] == 2)
+        .unwrap_or_else(|| panic!("the restore's end is journalled: {printed}"));
+    assert_eq!(restored["ok"], true, "{restored}");
+    assert!(restored["check"].as_str().unwrap().contains("restored 3000 keys"), "{restored}");
+    assert!(!printed.contains("could not run"), "{printed}");
+    assert!(!printed.contains("ROLLBACK FAILED"), "{printed}");
+}

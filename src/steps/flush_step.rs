@@ -130,8 +130,8 @@ pub fn restore_text(r: &RestoreReport, patterns: &[String]) -> String {
     text
 }
 
-/// The step log gets the result line; the engine gets the result. The line is masked: an error
-/// may quote a pattern or a detail holding a secret.
+/// The step log gets the result line; the engine gets the result, even when the log cannot be
+/// written. The line is masked: an error may quote a pattern or a detail holding a secret.
 fn finish(
     ctx: &StepContext<'_>,
     started: std::time::Instant,
@@ -140,7 +140,15 @@ fn finish(
     details: Option<serde_json::Value>,
 ) -> Result<StepResult> {
     let check = ctx.masker.mask(&check).into_owned();
-    crate::private::write(ctx.log_path, format!("{check}\n").as_bytes())?;
+    // The Redis work is done whatever the disk says: a log that cannot be written (a full disk)
+    // must not turn a flush that deleted and backed up keys, or a restore that put them back,
+    // into "could not run" or a failed rollback. The result says the log is missing instead.
+    let check = match crate::private::write(ctx.log_path, format!("{check}\n").as_bytes()) {
+        Ok(()) => check,
+        Err(e) => {
+            format!("{check}; its log {} could not be written ({e:#})", ctx.log_path.display())
+        }
+    };
     Ok(StepResult::without_exit(outcome, check, started.elapsed(), details))
 }
 
