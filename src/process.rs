@@ -304,9 +304,16 @@ impl StepProcesses {
     /// Only our own children can be left to reap (as subreaper we inherit the step's orphans,
     /// setsid ones included), so this reads the kernel's list of them instead of the whole
     /// process table, which cost every step hundreds of file reads.
+    ///
+    /// Only those carrying this spawn's marker: our other children (another host's step running
+    /// at the same time, an ssh master, a watch command) belong to a `Child` handle that collects
+    /// their exit itself, and reaping them here would steal it.
     fn adopt_leftovers(&self) {
-        let left: Vec<i32> =
-            table::own_children().into_iter().filter(|p| *p != self.pgid).collect();
+        let marker = self.marker.as_str();
+        let left: Vec<i32> = table::own_children()
+            .into_iter()
+            .filter(|p| *p != self.pgid && table::has_env(*p, &[marker]))
+            .collect();
         ADOPTED.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
     }
 }

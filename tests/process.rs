@@ -744,3 +744,19 @@ fn a_step_inherited_runbooks_blocked_signals() {
     run_yes(&rb, &file, &[]).success();
     assert_eq!(rb.read("mask").split_whitespace().nth(1), Some("0000000000000000"));
 }
+
+/// After a normal exit, the leftovers of a step are adopted for reaping by a scan of our children;
+/// without the step's marker, any other child (an ssh master, another host's step) was adopted
+/// too, and reaped by the next spawn, which stole the exit status its own handle waits for.
+#[test]
+fn another_childs_exit_status_was_reaped_by_the_next_spawn() {
+    use runbook::process::{Spawn, run};
+    static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spawn = |command| Spawn { command, cwd: None, timeout: None, env: &[], interrupt: &NEVER };
+    let mut other = std::process::Command::new("sleep").arg("0.3").spawn().unwrap();
+    run(&spawn("true"), &mut |_| {}).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    run(&spawn("true"), &mut |_| {}).unwrap();
+    let status = other.wait().expect("the other child's exit was still ours to collect");
+    assert!(status.success(), "{status:?}");
+}
