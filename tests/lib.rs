@@ -13,6 +13,7 @@ mod json;
 mod list;
 mod measure;
 mod outputs;
+mod readme;
 mod rehearse;
 mod run;
 mod schema;
