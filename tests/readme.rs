@@ -22,10 +22,10 @@ fn commands_after_the_quick_start() -> Vec<String> {
 fn every_command_the_readme_shows_after_the_quick_start_works_as_written() {
     let t = Runbook::new();
     // Any run will do for the commands that read it (the quick start's own run needs a free
-    // port the example runbook names); four steps, as `logs last 4` wants.
+    // port the example runbook names); as many steps as `logs last N` could name.
     let step =
         |n: u32| format!("[[step]]\ntitle = \"s{n}\"\nkind = \"check\"\nrun = \"echo {n}\"\n");
-    let steps: String = (1..=4).map(step).collect();
+    let steps: String = (1..=12).map(step).collect();
     let file = t.file("rb.toml", &format!("[runbook]\nname = \"readme\"\n\n{steps}"));
     t.run(&["run", file.to_str().unwrap(), "--yes"]).success();
 
