@@ -19,7 +19,11 @@ nets=()
 
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for n in "${nets[@]}"; do ip link del "rbbh$n" 2>/dev/null || true; ip netns del "rbb-$n" 2>/dev/null || true; done
+  # what is left in our namespaces (sessions whose client went away) is ours too
+  for n in "${nets[@]}"; do
+    for p in $(ip netns pids "rbb-$n" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+    ip link del "rbbh$n" 2>/dev/null || true; ip netns del "rbb-$n" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

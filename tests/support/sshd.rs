@@ -227,6 +227,18 @@ impl Net {
     }
 
     fn remove(self) {
+        // Every process still in the namespace is one of ours (a session of our sshd whose
+        // client went away): end them by pid, then the namespace.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.netns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
         // Deleting the namespace destroys its veth end, and with it the pair.
         try_ip(&["link", "del", &self.veth]);
         try_ip(&["netns", "del", &self.netns]);
