@@ -176,6 +176,11 @@ fn rollback_after_a_failure_undoes_the_steps_newest_first() {
     answer(&mut p, "Run step 1?", "r");
     answer(&mut p, "Run step 2?", "r");
     answer(&mut p, "Run step 3?", "r");
+    // At 3 a.m. the state is on the screen before the question: what is applied, and what a
+    // rollback would run, in order.
+    p.exp_string("Applied now: steps 1, 2, 3.").expect("the applied steps are listed");
+    p.exp_string("A rollback would run, in this order:").expect("the rollback plan is shown");
+    p.exp_string("3. ").expect("step 3's rollback first");
     answer(&mut p, "Step 3 failed. What now?", "rollback");
     assert_eq!(exit_code(p), 3);
     // The failed step may have partly applied, so it is undone first.
