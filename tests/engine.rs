@@ -167,7 +167,7 @@ rollback = "p=$(cat {{runbook_dir}}/pid); if [ -e /proc/$p ] && ! grep -q '^Stat
 "#,
     );
     let mut run = spawn(&t, &["run", "rb.toml", "--yes"]);
-    wait_until("the step to start", || t.path().join("pid").exists());
+    wait_until("the step to start", || t.read("pid").trim().parse::<i32>().is_ok());
     run.kill().unwrap();
     run.wait().unwrap();
     let pid: i32 = t.read("pid").trim().parse().unwrap();
@@ -369,12 +369,15 @@ fn a_flush_killed_mid_way_rolls_back_from_the_backup_it_wrote_then_the_steps_bef
     let t = Runbook::new();
     t.file("rb.toml", &FLUSH.replace("URL", &server.url(0)).replace("batch = 200", "batch = 50"));
     let mut run = spawn(&t, &["run", "rb.toml", "--yes"]);
-    wait_until("the flush to be half-way", || {
-        let n = pages(&server);
-        n < 50_000 && n > 0
-    });
+    wait_until("the flush to start deleting", || pages(&server) < 60_000);
+    // Hold every write where it is, so the kill lands mid-flush however fast the machine is.
+    let mut admin = server.client(0);
+    let _: () =
+        redis::cmd("CLIENT").arg("PAUSE").arg(60_000).arg("WRITE").query(&mut admin).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     run.kill().unwrap();
     run.wait().unwrap();
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut admin).unwrap();
     assert!(pages(&server) < 60_000, "killed mid-flush");
     let out = t.run(&["rollback", "last", "--yes"]).success();
     assert!(out.said().contains("backup ends early"), "{out:?}");
