@@ -483,3 +483,41 @@ run = "exit 1"
     assert!(out.said().contains("processes are still running"), "{out:?}");
     assert_eq!(t.read("trail"), "undo-start\nundo-start\nundo-end\n", "never two at once");
 }
+
+/// A secret given with `--var` was never recorded, and `resume` re-read the runbook's own value
+/// for it: another URL, possibly another server.
+#[test]
+fn a_secret_given_with_var_is_asked_for_at_resume_never_taken_from_the_file() {
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        r#"[runbook]
+name = "given"
+
+[vars]
+token = { value = "file-token-value", secret = true }
+
+[[step]]
+title = "one"
+kind = "check"
+run = "true"
+
+[[step]]
+title = "two"
+kind = "check"
+run = "echo {{token}} > {{runbook_dir}}/used"
+"#,
+    );
+    t.crash_after(3, &["run", "rb.toml", "--yes", "--var", "token=given-token-value"]);
+    let out = t.run(&["resume", "last", "--yes"]).code(5);
+    assert!(out.said().contains("RUNBOOK_SECRET_TOKEN"), "{out:?}");
+    assert!(!t.path().join("used").exists(), "nothing ran with the file's value");
+    let out = t
+        .command(&["resume", "last", "--yes"])
+        .env("RUNBOOK_SECRET_TOKEN", "given-token-value")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(t.read("used"), "given-token-value\n");
+}

@@ -100,6 +100,7 @@ pub(crate) fn rebuild_plan(
                 .any(|d| &d.name == *k && !d.secret)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(given_secrets(started)?)
         .collect();
     let mut term = Terminal { name: crate::operator() };
     let mut ask = |label: &str| term.secret(label);
@@ -116,6 +117,26 @@ pub(crate) fn rebuild_plan(
             dry: false,
         },
     )
+}
+
+/// A secret given with `--var` when the run started was never recorded, and the runbook's own
+/// value may point somewhere else (another server): it must come from `RUNBOOK_SECRET_NAME`.
+fn given_secrets(started: &RunStarted) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for name in started.given.iter().filter(|n| started.secrets.contains(n)) {
+        let var = format!("RUNBOOK_SECRET_{}", name.to_ascii_uppercase());
+        match std::env::var(&var) {
+            Ok(value) => out.push((name.clone(), value)),
+            Err(_) => {
+                return Err(crate::Refused(format!(
+                    "variable `{name}` was given with --var when run {} started, and it is a secret, so its value was never recorded (the runbook's own value may point elsewhere); set {var} to it and run again. Nothing was run",
+                    started.run_id
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The end of a run that wrote to the journal: its status, where to look, and the final note

@@ -135,6 +135,7 @@ fn prepare(
     let command = if l.rehearse { "rehearse" } else { "run" };
     let mut started = run_started(rb, &plan, command, l.reason.clone());
     started.range = Some((range.start + 1, range.end));
+    started.given = l.target.vars.iter().map(|(k, _)| k.clone()).collect();
     let team =
         Team { lock_redis: plan.lock_redis.as_deref(), store_redis: plan.store_redis.as_deref() };
     let session = Session::start(store.root(), run_dir, started, team, preamble)?;
@@ -297,6 +298,7 @@ pub fn run_started(rb: &Runbook, plan: &Plan, command: &str, reason: Option<Stri
         env: plan.env.clone(),
         vars: plan.vars.clone(),
         secrets: plan.secrets.clone(),
+        given: Vec::new(),
         steps: plan
             .steps
             .iter()

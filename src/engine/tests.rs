@@ -53,7 +53,8 @@ impl Fixture {
             Context {
                 env: None,
                 overrides: &[],
-                run_id: "unit-run".into(),
+                // Unique per test: leftovers are found by run id, and tests run side by side.
+                run_id: format!("unit-{}", dir.path().display()).replace('/', "-"),
                 run_dir,
                 operator: "tester".into(),
                 ask_secret: None,

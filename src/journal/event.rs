@@ -195,6 +195,10 @@ pub struct RunStarted {
     /// them as `${RUNBOOK_SECRET_NAME}`, and a resume or rollback reads them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Variables given with `--var`: a replay cannot read them again from the runbook, so a
+    /// secret among them must be supplied (`RUNBOOK_SECRET_NAME`), never taken from the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
     pub steps: Vec<StepInfo>,
     /// The steps selected by --from/--to, as numbers (all of them when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
