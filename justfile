@@ -30,6 +30,7 @@ check:
 bench: build
     bench/engine/run.sh
     bench/flush/run.sh
+    bench/cluster/run.sh
     bench/watch/run.sh
     bench/history/run.sh
     bench/ssh/run.sh
@@ -41,6 +42,10 @@ bench-engine: build
 # Flush throughput against redis-cli --scan | xargs redis-cli unlink
 bench-flush: build
     bench/flush/run.sh
+
+# Flush on a 3-primary Redis Cluster against its busiest primary and one server; TLS against plain
+bench-cluster: build
+    bench/cluster/run.sh
 
 # Steps on 20 sshd hosts against bare `ssh -S master true` and Ansible; memory 5 vs 100 hosts (root)
 bench-ssh: build

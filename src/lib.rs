@@ -22,6 +22,7 @@ pub mod session;
 pub mod signals;
 pub mod steps;
 pub mod term;
+pub mod tls;
 pub mod ui;
 
 use std::ffi::OsString;

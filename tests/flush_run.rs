@@ -591,3 +591,37 @@ run = "exit 1"
     assert!(!printed.contains("could not run"), "{printed}");
     assert!(!printed.contains("ROLLBACK FAILED"), "{printed}");
 }
+
+#[test]
+fn a_flush_cut_off_mid_way_is_rolled_back_without_deleting_the_keys_it_never_reached() {
+    let server = RedisServer::start();
+    let mut c = server.client(0);
+    let total = 300_000u64;
+    let _: () =
+        redis::cmd("DEBUG").arg("POPULATE").arg(total).arg("page:upload").query(&mut c).unwrap();
+    let t = Runbook::new();
+    t.file(
+        "rb.toml",
+        &runbook(&format!("redis_url = \"{}\"", server.url(0)), false, "batch = 100"),
+    );
+    let child = t
+        .command(&["run", "rb.toml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while redis::cmd("DBSIZE").query::<u64>(&mut c).unwrap() > total - 10_000 {
+        assert!(std::time::Instant::now() < deadline, "the flush never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The flush's connection drops; the server and the keys it has not reached stay.
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut c).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "failed, then rolled back: {stderr}");
+    assert!(stderr.contains("were left as they are"), "{stderr}");
+    let left: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(left, total, "every key is there again, the unreached ones too: {stderr}");
+}

@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod cluster;
 mod crash;
 mod engine;
 mod fail_if;
@@ -24,6 +25,7 @@ mod streams;
 mod support;
 mod team;
 mod terminal;
+mod tls;
 mod values;
 mod watch;
 mod watch_run;

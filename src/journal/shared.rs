@@ -28,7 +28,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn connect(url: &str) -> Result<redis::Connection> {
     let client =
-        redis::Client::open(url).with_context(|| format!("bad Redis URL {}", redact_url(url)))?;
+        crate::tls::client(url).with_context(|| format!("bad Redis URL {}", redact_url(url)))?;
     let conn = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
         .with_context(|| format!("cannot reach {}", redact_url(url)))?;

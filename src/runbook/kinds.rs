@@ -5,11 +5,14 @@ use super::fields::Fields;
 use super::model::*;
 use super::parse::check_regex;
 
-pub const FLUSH_KEYS: &[&str] = &["redis", "pattern", "max_keys", "backup", "batch"];
+pub const FLUSH_KEYS: &[&str] =
+    &["redis", "pattern", "max_keys", "backup", "batch", "tls_ca", "tls_cert", "tls_key"];
 pub const WATCH_KEYS: &[&str] =
     &["file", "command", "for", "fail_on", "max", "until", "wait_for_file"];
-pub const MEASURE_KEYS: &[&str] =
-    &["run", "capture", "http", "requests", "redis", "pattern", "fail_if"];
+pub const MEASURE_KEYS: &[&str] = &[
+    "run", "capture", "http", "requests", "redis", "pattern", "fail_if", "tls_ca", "tls_cert",
+    "tls_key",
+];
 
 const DEFAULT_FLUSH_BATCH: usize = 1000;
 const DEFAULT_HTTP_REQUESTS: u32 = 20;
@@ -20,7 +23,7 @@ pub fn read_flush(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Act
             d.push(f.missing(key, "a string"));
         }
     }
-    let redis = f.template("redis", d);
+    let redis = super::redis_keys::redis_with_tls(f, d);
     let patterns: Vec<Template> = f
         .strings("pattern", d)
         .unwrap_or_default()
@@ -88,7 +91,7 @@ fn read_wait_for_file(
 pub fn read_measure(f: &mut Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Action> {
     let run = f.template("run", d);
     let http = f.template("http", d);
-    let redis = f.template("redis", d);
+    let redis = super::redis_keys::redis_with_tls(f, d);
     let capture = regexes(f, "capture", d);
     let requests = match f.count("requests", d) {
         Some(0) => {

@@ -11,6 +11,7 @@ mod measure_check;
 pub mod model;
 pub mod outputs;
 pub mod parse;
+mod redis_keys;
 pub mod schema;
 pub mod shell;
 pub mod template;

@@ -110,13 +110,13 @@ fn read_document(
     })
 }
 
-/// `[lock]` and `[store]`: `redis = "redis://..."`.
+/// `[lock]` and `[store]`: `redis = "redis://..."`, and the TLS files of a `rediss://` one.
 fn read_redis_table(mut t: Fields<'_, '_>, d: &mut Vec<Diagnostic>) -> Option<Template> {
     if !t.has("redis") {
         d.push(t.missing("redis", "a Redis URL such as \"redis://cache:6379/0\""));
     }
-    let url = t.template("redis", d);
-    t.finish(&["redis"], d);
+    let url = super::redis_keys::redis_with_tls(&mut t, d);
+    t.finish(&["redis", "tls_ca", "tls_cert", "tls_key"], d);
     url
 }
 

@@ -3,7 +3,7 @@
 //!
 //! How a flush runs, and why:
 //! - Connect and refuse what cannot be done safely before touching anything: a replica
-//!   (READONLY), a cluster (SCAN on one node would miss the other nodes' keys).
+//!   (READONLY).
 //! - With `max_keys`, count the matching keys with a read-only SCAN first, so the limit refuses
 //!   before a single delete. Without it there is no separate count: a SCAN pass over the whole
 //!   keyspace is the dominant cost of a flush (about 0.9 s of server time per million keys on
@@ -17,6 +17,8 @@
 //!   its backup is written. On any failure the segment is still sealed (checksum, fsync), so
 //!   `restore` works on what was backed up.
 //! - A key matching several patterns is counted, backed up and deleted once (client-side glob).
+//! - A cluster node (`INFO cluster`) hands all of this to `cluster`, which does it on every
+//!   primary at once (SCAN on one node would miss the other nodes' keys).
 //! - Before the first deletion of each pattern, the connection's user must be allowed every
 //!   command the flush and its restore need (`permissions`), so a user that may delete but not
 //!   restore is refused with nothing deleted.
@@ -25,6 +27,7 @@
 //!   stopped they may be keys it never reached.
 
 mod backup;
+mod cluster;
 mod conn;
 mod error;
 mod permissions;
@@ -41,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use backup::{BackupWriter, Item, OpenError, Problem, Reader, Record};
+pub use cluster::{NodeReport, key_slot, node_url, primaries as cluster_primaries, url_host};
 use conn::{Link, from_value, glob_match, info_field, parse_scan, push_scan};
 pub use error::FlushError;
 
@@ -104,6 +108,9 @@ pub struct FlushReport {
     pub backup_file: Option<PathBuf>,
     /// SHA-256 (hex) of the backup segment this flush wrote.
     pub checksum: Option<String>,
+    /// On a cluster, what each primary matched and deleted (the totals above are their sums).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeReport>,
     pub duration_ms: u64,
     /// From INFO stats, read at the end (server totals; the backup's DUMP and PTTL count as hits).
     pub keyspace_hits: u64,
@@ -150,6 +157,9 @@ fn is_zero(n: &u64) -> bool {
 pub fn preview(spec: &FlushSpec, samples: usize) -> Result<Preview, FlushError> {
     check_spec(spec)?;
     let mut link = Link::open(&spec.url, false)?;
+    if link.cluster {
+        return cluster::preview(spec, link, samples);
+    }
     let mut picked = Vec::new();
     let matched = count_matching(&mut link, &spec.patterns, &mut |key| {
         if picked.len() < samples {
@@ -182,6 +192,9 @@ pub fn flush_until(
     check_spec(spec)?;
     let started = Instant::now();
     let mut link = Link::open(&spec.url, true)?;
+    if link.cluster {
+        return cluster::flush(spec, link, backup_file, started, progress, stop);
+    }
     let counted = spec
         .max_keys
         .map(|max_keys| refuse_too_many(&mut link, &spec.patterns, max_keys))
@@ -189,7 +202,8 @@ pub fn flush_until(
     let size_before = std::fs::metadata(backup_file).map(|m| m.len()).unwrap_or(0);
     let writer = spec.backup.then(|| open_backup(backup_file)).transpose()?;
     let batch = if spec.batch == 0 { DEFAULT_BATCH } else { spec.batch };
-    let mut run = Deletion { link, writer, batch, matched: 0, deleted: 0, progress, stop };
+    let by_slot = false;
+    let mut run = Deletion { link, writer, batch, by_slot, matched: 0, deleted: 0, progress, stop };
     let outcome = run.all_patterns(&spec.patterns);
     let Deletion { mut link, writer, matched, deleted, .. } = run;
     let sealed = writer.map(|w| seal(w, deleted, outcome.is_ok())).transpose();
@@ -207,6 +221,7 @@ pub fn flush_until(
         backup_bytes: sealed.as_ref().map_or(0, |s| s.size.saturating_sub(size_before)),
         backup_file: spec.backup.then(|| backup_file.to_path_buf()),
         checksum: sealed.map(|s| s.checksum),
+        nodes: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
         keyspace_hits: stat("keyspace_hits"),
         keyspace_misses: stat("keyspace_misses"),
@@ -254,11 +269,13 @@ pub fn restore(
         let detail = scan.problem.as_ref().map(ToString::to_string).unwrap_or_default();
         return Err(FlushError::BackupCorrupt { path: backup_file.to_path_buf(), detail });
     }
-    let link = Link::open(url, true)?;
+    let mut link = Link::open(url, true)?;
+    let router = link.cluster.then(|| cluster::Router::new(url, &mut link)).transpose()?;
     file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
     let reader = Reader::new(BufReader::with_capacity(1 << 20, file), len);
     let mut run = Restoring {
         link,
+        router,
         path: backup_file,
         report: RestoreReport::default(),
         progress,
@@ -284,7 +301,7 @@ pub fn restore(
 pub use crate::secret::redact;
 
 /// A key's identity in the restore's memory: 16 bytes of its SHA-256, whatever its length.
-fn key_digest(key: &[u8]) -> [u8; 16] {
+pub(super) fn key_digest(key: &[u8]) -> [u8; 16] {
     let full = sha2::Sha256::digest(key);
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
@@ -317,7 +334,7 @@ fn check_spec(spec: &FlushSpec) -> Result<(), FlushError> {
     Ok(())
 }
 
-fn open_backup(path: &Path) -> Result<BackupWriter, FlushError> {
+pub(super) fn open_backup(path: &Path) -> Result<BackupWriter, FlushError> {
     BackupWriter::open(path).map_err(|e| match e {
         OpenError::Io(e) => {
             FlushError::BackupIo { path: path.to_path_buf(), deleted: 0, detail: e.to_string() }
@@ -329,14 +346,18 @@ fn open_backup(path: &Path) -> Result<BackupWriter, FlushError> {
 }
 
 /// What sealing a backup segment left: its checksum, the file's new size, its record count.
-struct Sealed {
+pub(super) struct Sealed {
     checksum: String,
     size: u64,
     records: u64,
 }
 
 /// Write the trailer, saying whether the flush got through, and fsync.
-fn seal(writer: BackupWriter, deleted: u64, complete: bool) -> Result<Sealed, FlushError> {
+pub(super) fn seal(
+    writer: BackupWriter,
+    deleted: u64,
+    complete: bool,
+) -> Result<Sealed, FlushError> {
     let path = writer.path().to_path_buf();
     let records = writer.records();
     let (checksum, size) = writer.finish(complete).map_err(|e| FlushError::BackupIo {
@@ -353,7 +374,7 @@ fn claimed_earlier(patterns: &[String], index: usize, key: &[u8]) -> bool {
 }
 
 /// Count the keys matching any of `patterns` (each once), calling `on_key` for each.
-fn count_matching(
+pub(super) fn count_matching(
     link: &mut Link,
     patterns: &[String],
     on_key: &mut dyn FnMut(&[u8]),
@@ -378,19 +399,42 @@ fn count_matching(
     Ok(count)
 }
 
-/// The deleting pass: SCAN pages, backed up then unlinked.
-struct Deletion<'a> {
-    link: Link,
-    writer: Option<BackupWriter>,
-    batch: usize,
-    matched: u64,
-    deleted: u64,
-    progress: &'a mut dyn FnMut(u64),
-    stop: &'a AtomicBool,
+/// Where a deleting pass writes its backup records: the file itself (one server), or a node's
+/// buffer that goes into the shared file under a lock (a cluster's primaries, in parallel).
+/// `sync_to_os` returns only once every record written so far is in the kernel.
+pub(super) trait Sink {
+    fn write(&mut self, key: &[u8], pttl: i64, at: u64, value: &[u8]) -> std::io::Result<()>;
+    fn sync_to_os(&mut self) -> std::io::Result<()>;
+    fn path(&self) -> &Path;
 }
 
-impl Deletion<'_> {
-    fn all_patterns(&mut self, patterns: &[String]) -> Result<(), FlushError> {
+impl Sink for BackupWriter {
+    fn write(&mut self, key: &[u8], pttl: i64, at: u64, value: &[u8]) -> std::io::Result<()> {
+        BackupWriter::write(self, key, pttl, at, value)
+    }
+    fn sync_to_os(&mut self) -> std::io::Result<()> {
+        BackupWriter::sync_to_os(self)
+    }
+    fn path(&self) -> &Path {
+        BackupWriter::path(self)
+    }
+}
+
+/// The deleting pass: SCAN pages, backed up then unlinked.
+pub(super) struct Deletion<'a, W: Sink = BackupWriter> {
+    pub link: Link,
+    pub writer: Option<W>,
+    pub batch: usize,
+    /// A cluster node: one UNLINK never spans two hash slots (CROSSSLOT).
+    pub by_slot: bool,
+    pub matched: u64,
+    pub deleted: u64,
+    pub progress: &'a mut dyn FnMut(u64),
+    pub stop: &'a AtomicBool,
+}
+
+impl<W: Sink> Deletion<'_, W> {
+    pub fn all_patterns(&mut self, patterns: &[String]) -> Result<(), FlushError> {
         for index in 0..patterns.len() {
             self.one_pattern(patterns, index)?;
         }
@@ -410,15 +454,16 @@ impl Deletion<'_> {
                 checked = true;
             }
             self.back_up(&page)?;
+            let chunks = cluster::unlink_chunks(&mut page, self.batch, self.by_slot);
             let buf = self.link.begin();
-            for chunk in page.chunks(self.batch) {
-                redis::cmd("UNLINK").arg(chunk).write_packed_command(buf);
+            for chunk in &chunks {
+                redis::cmd("UNLINK").arg(&page[chunk.clone()]).write_packed_command(buf);
             }
             if let Some(cursor) = cursor {
                 push_scan(buf, cursor, &patterns[index], SCAN_COUNT);
             }
             self.link.send().map_err(|e| self.fail("UNLINK", &e))?;
-            for _ in page.chunks(self.batch) {
+            for _ in &chunks {
                 let reply = self.link.recv().and_then(from_value::<u64>);
                 self.deleted += reply.map_err(|e| self.fail("UNLINK", &e))?;
                 (self.progress)(self.deleted);
@@ -509,6 +554,8 @@ fn backup_io(path: &Path, deleted: u64, err: std::io::Error) -> FlushError {
 /// sweep of keys written after the flush.
 struct Restoring<'a> {
     link: Link,
+    /// On a cluster: sends each record to the primary that owns its slot now.
+    router: Option<cluster::Router>,
     path: &'a Path,
     report: RestoreReport,
     progress: &'a mut dyn FnMut(u64),
@@ -551,11 +598,11 @@ impl Restoring<'_> {
         self.restore_batch(&batch)
     }
 
-    /// Each record as EXISTS (to count what is replaced) and RESTORE ... REPLACE, pipelined.
-    fn restore_batch(&mut self, batch: &[Record]) -> Result<(), FlushError> {
+    /// The records to restore, each with its TTL left: a key met before is skipped, an expired
+    /// one counted and remembered as not restored.
+    fn pick<'r>(&mut self, batch: &'r [Record]) -> Vec<(&'r Record, u64)> {
         let now = backup::now_ms();
-        let buf = self.link.begin();
-        let mut sent = Vec::with_capacity(batch.len());
+        let mut todo = Vec::with_capacity(batch.len());
         for record in batch {
             let digest = key_digest(&record.key);
             if self.met.contains_key(&digest) {
@@ -571,6 +618,22 @@ impl Restoring<'_> {
                 None => 0,
             };
             self.met.insert(digest, true);
+            todo.push((record, ttl));
+        }
+        todo
+    }
+
+    /// Each record as EXISTS (to count what is replaced) and RESTORE ... REPLACE, pipelined.
+    fn restore_batch(&mut self, batch: &[Record]) -> Result<(), FlushError> {
+        let todo = self.pick(batch);
+        if let Some(router) = self.router.as_mut() {
+            router.restore_batch(todo, &mut self.report, self.path)?;
+            (self.progress)(self.report.restored);
+            return Ok(());
+        }
+        let buf = self.link.begin();
+        let mut sent = Vec::with_capacity(todo.len());
+        for (record, ttl) in todo {
             redis::cmd("EXISTS").arg(&record.key).write_packed_command(buf);
             redis::cmd("RESTORE")
                 .arg(&record.key)
@@ -602,6 +665,11 @@ impl Restoring<'_> {
     /// wrote it after the flush, from the state the rollback undoes.
     fn sweep(&mut self, patterns: &[String]) -> Result<(), FlushError> {
         if patterns.is_empty() {
+            return Ok(());
+        }
+        if let Some(router) = self.router.as_mut() {
+            router.sweep(patterns, &self.met, &mut self.report, self.path)?;
+            self.report.swept = true;
             return Ok(());
         }
         for pattern in patterns {

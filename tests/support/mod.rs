@@ -4,12 +4,16 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod redis_cluster;
 pub mod redis_server;
+pub mod redis_tls;
 pub mod sshd;
 
 #[allow(unused_imports)] // until the binary-level tests use them
 pub use cmd::{Outcome, Runbook};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
+pub use redis_tls::TlsRedis;
 
 /// Every file below `dir`, for tests that search a whole state directory.
 pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -17,16 +17,19 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Link {
     pub con: Connection,
     pub server: String,
+    /// `INFO cluster` said `cluster_enabled:1`: this is one node of a cluster (`cluster` module).
+    pub cluster: bool,
     password: Option<String>,
     buf: Vec<u8>,
 }
 
 impl Link {
-    /// Connect, authenticate and select the database; with `for_writing`, refuse a replica.
-    /// Cluster mode is refused always: SCAN on one node would silently miss the others' keys.
+    /// Connect (over TLS for `rediss://`), authenticate and select the database; with
+    /// `for_writing`, refuse a replica. A cluster node is not refused but marked `cluster`: its
+    /// caller must work every primary, never this node alone.
     pub fn open(url: &str, for_writing: bool) -> Result<Link, FlushError> {
-        let server = crate::secret::redact(url).into_owned();
-        let client = redis::Client::open(url)
+        let server = crate::secret::redact(&crate::tls::without_files(url)).into_owned();
+        let client = crate::tls::client(url)
             .map_err(|e| FlushError::InvalidUrl { url: server.clone(), detail: e.to_string() })?;
         let password = client.get_connection_info().redis_settings().password().map(str::to_string);
         let ctx = Context {
@@ -40,7 +43,8 @@ impl Link {
             client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| ctx.classify(&e))?;
         let _ = con.set_read_timeout(Some(IO_TIMEOUT));
         let _ = con.set_write_timeout(Some(IO_TIMEOUT));
-        let mut link = Link { con, server, password, buf: Vec::with_capacity(1 << 16) };
+        let mut link =
+            Link { con, server, cluster: false, password, buf: Vec::with_capacity(1 << 16) };
         link.refuse_unsupported(for_writing)?;
         Ok(link)
     }
@@ -58,8 +62,9 @@ impl Link {
     fn refuse_unsupported(&mut self, for_writing: bool) -> Result<(), FlushError> {
         let info = self.info("cluster").map_err(|e| self.ctx("INFO").classify(&e))?;
         if info_field(&info, "cluster_enabled") == Some("1") {
-            let detail = "INFO cluster says cluster_enabled:1".to_string();
-            return Err(FlushError::ClusterNotSupported { server: self.server.clone(), detail });
+            // Which nodes are primaries now is the cluster's answer, not this node's role.
+            self.cluster = true;
+            return Ok(());
         }
         if for_writing {
             let info = self.info("replication").map_err(|e| self.ctx("INFO").classify(&e))?;

@@ -24,6 +24,11 @@ pub enum FlushError {
     Unreachable { server: String, detail: String },
 
     #[error(
+        "the TLS connection to Redis at {server} was refused: {detail}; expected a server certificate signed by the CA in tls_ca (and, when the server asks for one, the client certificate in tls_cert and tls_key); nothing was sent in plain text and nothing was deleted; a retry is safe once the certificates are fixed"
+    )]
+    TlsRefused { server: String, detail: String },
+
+    #[error(
         "authentication to Redis at {server} failed: {detail}; expected the right user and password in the URL; nothing was deleted, a retry is safe once the password is fixed"
     )]
     AuthFailed { server: String, detail: String },
@@ -34,9 +39,17 @@ pub enum FlushError {
     ReadOnlyReplica { server: String },
 
     #[error(
-        "Redis at {server} runs in cluster mode ({detail}); cluster mode is not supported yet, expected a standalone server; nothing was deleted"
+        "Redis at {server} redirected a command ({detail}): the cluster's slots moved while the flush ran; {}", progress_note(*.deleted)
     )]
-    ClusterNotSupported { server: String, detail: String },
+    ClusterMoved { server: String, deleted: u64, detail: String },
+
+    #[error(
+        "the cluster at {server} is not whole: {detail}; expected every hash slot served by a primary; nothing was deleted or restored; a retry is safe once `redis-cli --cluster check` is clean"
+    )]
+    ClusterDegraded { server: String, detail: String },
+
+    #[error("{}", super::cluster::partial_text(.nodes, .backup_file))]
+    ClusterPartial { nodes: Vec<super::cluster::NodeRun>, backup_file: Option<PathBuf> },
 
     #[error(
         "refusing to flush: {matched} keys match {patterns:?} on {server}, more than max_keys = {max_keys}; nothing was deleted; narrow the pattern or raise max_keys, then retry"
@@ -125,7 +138,6 @@ impl FlushError {
                 | FlushError::InvalidSpec { .. }
                 | FlushError::BackupCorrupt { .. }
                 | FlushError::BackupInUse { .. }
-                | FlushError::ClusterNotSupported { .. }
         )
     }
 }
@@ -153,6 +165,9 @@ impl Context<'_> {
         {
             return FlushError::AuthFailed { server, detail };
         }
+        if self.deleted.is_none() && crate::tls::is_certificate_error(&detail) {
+            return FlushError::TlsRefused { server, detail };
+        }
         match err.kind() {
             ErrorKind::Server(ServerErrorKind::ReadOnly) => FlushError::ReadOnlyReplica { server },
             ErrorKind::Server(
@@ -160,7 +175,7 @@ impl Context<'_> {
                 | ServerErrorKind::Ask
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::CrossSlot,
-            ) => FlushError::ClusterNotSupported { server, detail },
+            ) => FlushError::ClusterMoved { server, deleted, detail },
             ErrorKind::InvalidClientConfig => FlushError::InvalidUrl { url: server, detail },
             _ if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
                 match self.deleted {
