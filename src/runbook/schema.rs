@@ -34,7 +34,12 @@ pub fn schema() -> Value {
             "redis_table": {
                 "type": "object",
                 "required": ["redis"],
-                "properties": { "redis": { "type": "string", "description": "A Redis URL, e.g. redis://locks.internal:6379/0" } },
+                "properties": {
+                    "redis": { "type": "string", "description": "A Redis URL, e.g. redis://locks.internal:6379/0" },
+                    "tls_ca": { "type": "string", "description": "rediss:// only: the CA file that signed the server's certificate (absolute path)" },
+                    "tls_cert": { "type": "string", "description": "rediss:// only: a client certificate file, with tls_key" },
+                    "tls_key": { "type": "string", "description": "rediss:// only: the client certificate's key file, with tls_cert" }
+                },
                 "additionalProperties": false
             },
             "vars": {
@@ -294,6 +299,9 @@ fn kind_key(key: &str) -> Value {
         "capture" => strings("Regexes with named groups; each group becomes a metric"),
         "http" => text("A URL to GET `requests` times"),
         "requests" => json!({ "type": "integer", "minimum": 1, "description": "How many GETs" }),
+        "tls_ca" => text("rediss:// only: the CA file that signed the server's certificate"),
+        "tls_cert" => text("rediss:// only: a client certificate file, with tls_key"),
+        "tls_key" => text("rediss:// only: the client certificate's key file, with tls_cert"),
         _ => unknown(key),
     }
 }
