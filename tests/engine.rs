@@ -177,16 +177,22 @@ rollback = "p=$(cat {{runbook_dir}}/pid); if [ -e /proc/$p ] && ! grep -q '^Stat
     assert_eq!(t.read("trail"), "gone\n", "the leftover was stopped before the rollback ran");
 }
 
-/// One flipped byte inside a `step_started` line in the middle of a journal: `rollback RUN` passed
-/// over that step ("has no rollback") and recorded `rolled_back`.
-#[test]
-fn a_damaged_middle_line_stops_rollback_and_resume_unless_accepted() {
+/// A run of SLOW_UNDO killed after its second step finished: the test, its journal's path and
+/// lines, for tests that damage the journal.
+fn crashed_after_two_steps() -> (Runbook, std::path::PathBuf, Vec<String>) {
     let t = Runbook::new();
     t.file("rb.toml", SLOW_UNDO);
     t.crash_after(5, &["run", "rb.toml", "--yes"]);
     let path = t.state_dir().join("runs").join(t.last_run_id()).join("journal.jsonl");
-    let mut lines: Vec<String> =
-        std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+    let lines = std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+    (t, path, lines)
+}
+
+/// One flipped byte inside a `step_started` line in the middle of a journal: `rollback RUN` passed
+/// over that step ("has no rollback") and recorded `rolled_back`.
+#[test]
+fn a_damaged_middle_line_stops_rollback_and_resume_unless_accepted() {
+    let (t, path, mut lines) = crashed_after_two_steps();
     assert!(lines[1].contains("step_started"));
     lines[1] = lines[1].replacen('{', "#", 1);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -419,12 +425,7 @@ fn show_and_the_note_tell_of_slices_crashes_resumes_and_who_answered() {
 #[test]
 fn a_deleted_line_or_a_whole_damaged_last_line_is_damage_not_a_torn_tail() {
     for (what, cut) in [("deleted", 3usize), ("last", 5)] {
-        let t = Runbook::new();
-        t.file("rb.toml", SLOW_UNDO);
-        t.crash_after(5, &["run", "rb.toml", "--yes"]);
-        let path = t.state_dir().join("runs").join(t.last_run_id()).join("journal.jsonl");
-        let mut lines: Vec<String> =
-            std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+        let (t, path, mut lines) = crashed_after_two_steps();
         if what == "deleted" {
             lines.remove(cut - 1);
         } else {
